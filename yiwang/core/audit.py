@@ -1,0 +1,167 @@
+"""The one audit trail: ``audit_record`` appends, ``audit_chain`` links, ``audit_verify`` checks.
+
+Appending is a plain INSERT, so concurrent requests never queue behind one lock. The
+chaining job (Celery beat, every few seconds) links new entries in batches under a lock
+on the chain head. Until linked, an entry is protected only by its own hash; the window
+is the beat interval (see docs/deploy.md).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC
+from typing import Any
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models, transaction
+from django.utils import timezone
+
+from .models import AuditChainHead, AuditEntry
+
+GENESIS = "0" * 64
+_request_ip: contextvars.ContextVar[str | None] = contextvars.ContextVar("audit_ip", default=None)
+
+
+class AuditContextMiddleware:
+    """Remembers the client IP of the current request for ``audit_record``."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        token = _request_ip.set(request.META.get("REMOTE_ADDR") or None)
+        try:
+            return self.get_response(request)
+        finally:
+            _request_ip.reset(token)
+
+
+def _normalise(value: Any) -> Any:
+    return json.loads(json.dumps(value, cls=DjangoJSONEncoder, ensure_ascii=False))
+
+
+def entry_digest(entry: AuditEntry) -> str:
+    """The hash of an entry's own content (everything but the chain fields)."""
+    payload = [
+        entry.created_at.astimezone(UTC).isoformat(timespec="microseconds"),
+        entry.actor_id,
+        entry.actor_name,
+        entry.unit_id,
+        entry.action,
+        entry.object_type,
+        entry.object_id,
+        entry.object_repr,
+        entry.changes,
+        entry.ip,
+    ]
+    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def link_digest(prev: str, entry_hash: str) -> str:
+    return hashlib.sha256(f"{prev}{entry_hash}".encode("ascii")).hexdigest()
+
+
+def diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[Any]]:
+    """{field: [old, new]} for the fields whose value changed."""
+    return {key: [old.get(key), new.get(key)] for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)}
+
+
+def audit_record(
+    *,
+    actor: Any | None,
+    action: str,
+    obj: models.Model | None = None,
+    unit_id: int | None = None,
+    changes: dict[str, Any] | None = None,
+    object_type: str = "",
+    object_id: str = "",
+    object_repr: str = "",
+) -> AuditEntry:
+    """Append one audit entry; call it from the service function that makes the change."""
+    if obj is not None:
+        object_type = object_type or obj._meta.label_lower
+        object_id = object_id or str(obj.pk)
+        object_repr = object_repr or str(obj)[:255]
+        if unit_id is None:
+            unit_id = getattr(obj, "unit_id", None)
+    if unit_id is None and actor is not None:
+        unit_id = getattr(actor, "acting_unit_id", None)
+    is_person = actor is not None and getattr(actor, "is_authenticated", False)
+    entry = AuditEntry(
+        created_at=timezone.now(),
+        actor_id=actor.pk if is_person else None,
+        actor_name=(actor.get_full_name() or actor.get_username()) if is_person else "系统",
+        unit_id=unit_id,
+        action=action,
+        object_type=object_type,
+        object_id=object_id,
+        object_repr=object_repr[:255],
+        changes=_normalise(changes or {}),
+        ip=_request_ip.get(),
+    )
+    entry.entry_hash = entry_digest(entry)
+    entry.save(force_insert=True)
+    return entry
+
+
+def audit_chain(*, batch: int | None = None) -> int:
+    """Link every unlinked entry into the chain; returns how many were linked."""
+    batch = batch or settings.YIWANG_AUDIT_CHAIN_BATCH
+    linked = 0
+    while True:
+        with transaction.atomic():
+            AuditChainHead.objects.get_or_create(pk=1)
+            head = AuditChainHead.objects.select_for_update().get(pk=1)
+            entries = list(AuditEntry.objects.filter(seq__isnull=True).order_by("id")[:batch])
+            if not entries:
+                return linked
+            seq, prev = head.seq, head.chain_hash
+            for entry in entries:
+                seq += 1
+                prev = link_digest(prev, entry.entry_hash)
+                entry.seq, entry.chain_hash = seq, prev
+            AuditEntry.objects.bulk_update(entries, ["seq", "chain_hash"], batch_size=1000)
+            head.seq, head.chain_hash = seq, prev
+            head.save(update_fields=["seq", "chain_hash"])
+            linked += len(entries)
+
+
+@dataclass
+class Break:
+    seq: int | None
+    entry_id: int | None
+    reason: str
+
+    def __str__(self) -> str:
+        where = f"第 {self.seq} 条" if self.seq is not None else f"记录 #{self.entry_id}"
+        return f"{where}: {self.reason}"
+
+
+def audit_verify() -> Break | None:
+    """Walk the chain and return the first broken link, or None if intact."""
+    head = AuditChainHead.objects.filter(pk=1).first()
+    prev, expected_seq = GENESIS, 1
+    fields = ["id", "seq", "entry_hash", "chain_hash", "created_at", "actor_id", "actor_name", "unit_id",
+              "action", "object_type", "object_id", "object_repr", "changes", "ip"]
+    for entry in AuditEntry.objects.filter(seq__isnull=False).order_by("seq").only(*fields).iterator(2000):
+        if entry.seq != expected_seq:
+            return Break(expected_seq, None, f"链条缺失第 {expected_seq} 条 (记录被删除)")
+        if entry_digest(entry) != entry.entry_hash:
+            return Break(entry.seq, entry.id, "内容与哈希不符 (记录被篡改)")
+        prev = link_digest(prev, entry.entry_hash)
+        if prev != entry.chain_hash:
+            return Break(entry.seq, entry.id, "链接哈希不符 (记录被篡改或替换)")
+        expected_seq += 1
+    if head and head.seq != expected_seq - 1:
+        return Break(expected_seq, None, f"链尾应为第 {head.seq} 条，实际只有 {expected_seq - 1} 条 (末尾记录被删除)")
+    if head and head.chain_hash != prev:
+        return Break(head.seq, None, "链尾哈希不符")
+    for entry in AuditEntry.objects.filter(seq__isnull=True).only(*fields).iterator(2000):
+        if entry_digest(entry) != entry.entry_hash:
+            return Break(None, entry.id, "未入链记录内容与哈希不符 (记录被篡改)")
+    return None

@@ -1,0 +1,21 @@
+"""What every page's shell needs: modules, the acting post and the posts to switch to."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from . import modules
+
+
+def shell(request):
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {"shell_modules": [], "platform_name": "一网"}
+    return {
+        "platform_name": "一网",
+        "shell_modules": modules.modules_for(user),
+        "shell_posts": user.available_posts(),
+        "shell_acting_post": user.acting_post,
+        "shell_inbox_count": modules.inbox_count(user),
+        "shell_debug": settings.DEBUG,
+    }

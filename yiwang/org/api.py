@@ -1,0 +1,180 @@
+"""org through the API: units, people, roles and "who am I"."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import mixins, serializers, viewsets
+from rest_framework.decorators import api_view
+from rest_framework.response import Response
+
+from yiwang.core.api import IsAuthenticatedScoped
+from yiwang.core.validators import normalise_mobile, validate_mobile
+
+from . import selectors, services
+from .models import Post, Role, Unit, User
+
+
+class UnitSerializer(serializers.ModelSerializer):
+    parent = serializers.PrimaryKeyRelatedField(queryset=Unit.objects.all(), allow_null=True, required=False)
+
+    class Meta:
+        model = Unit
+        fields = ["id", "name", "short_name", "code", "kind", "parent", "depth", "status", "sort_order",
+                  "phone", "address"]
+        read_only_fields = ["depth", "status"]
+
+
+class PostSerializer(serializers.ModelSerializer):
+    unit_name = serializers.CharField(source="unit.name", read_only=True)
+    role = serializers.SlugRelatedField(slug_field="code", queryset=Role.objects.filter(is_public=False))
+
+    class Meta:
+        model = Post
+        fields = ["id", "unit", "unit_name", "role", "title", "leader_rank", "is_primary"]
+
+
+class PersonSerializer(serializers.ModelSerializer):
+    posts = PostSerializer(many=True, source="active_posts", read_only=True)
+
+    class Meta:
+        model = User
+        fields = ["id", "username", "full_name", "mobile", "email", "is_active", "posts"]
+
+
+class PersonCreateSerializer(serializers.Serializer):
+    username = serializers.RegexField(r"^[\w.@+-]+$", max_length=150)
+    full_name = serializers.CharField(max_length=50)
+    mobile = serializers.CharField(max_length=20, required=False, allow_blank=True)
+    email = serializers.EmailField(required=False, allow_blank=True)
+    password = serializers.CharField(min_length=8, required=False, write_only=True)
+    posts = PostSerializer(many=True)
+
+    def validate_username(self, value):
+        if User.objects.filter(username__iexact=value).exists():
+            raise serializers.ValidationError("该用户名已被使用。")
+        return value
+
+    def validate_mobile(self, value):
+        if not value:
+            return None
+        try:
+            validate_mobile(value)
+        except ValidationError as error:
+            raise serializers.ValidationError(error.messages) from None
+        if User.objects.filter(mobile=normalise_mobile(value)).exists():
+            raise serializers.ValidationError("该手机号码已登记给其他人员。")
+        return normalise_mobile(value)
+
+    def validate_posts(self, value):
+        if not value:
+            raise serializers.ValidationError("至少需要一个岗位。")
+        return value
+
+
+class RoleSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Role
+        fields = ["code", "name", "scope", "description"]
+
+
+def _as_api_error(error: ValidationError):
+    return serializers.ValidationError(error.message_dict if hasattr(error, "error_dict") else error.messages)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="单位列表", parameters=[
+        OpenApiParameter("q", str, description="关键词（名称、简称、代码）"),
+        OpenApiParameter("kind", str, enum=Unit.Kind.values),
+        OpenApiParameter("status", str, enum=Unit.Status.values),
+    ]),
+    retrieve=extend_schema(summary="单位详情"),
+    create=extend_schema(summary="新增单位"),
+    partial_update=extend_schema(summary="修改单位"),
+)
+class UnitViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+                  mixins.UpdateModelMixin, viewsets.GenericViewSet):
+    serializer_class = UnitSerializer
+    api_scope = "org"
+    permission_classes = [IsAuthenticatedScoped]
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def get_queryset(self):
+        params = self.request.query_params
+        return selectors.unit_list(user=self.request.user, q=params.get("q", ""), kind=params.get("kind", ""),
+                                   status=params.get("status", ""))
+
+    def perform_create(self, serializer):
+        try:
+            serializer.instance = services.unit_create(actor=self.request.user, **serializer.validated_data)
+        except ValidationError as error:
+            raise _as_api_error(error) from None
+
+    def perform_update(self, serializer):
+        try:
+            serializer.instance = services.unit_update(actor=self.request.user, unit=serializer.instance,
+                                                       **serializer.validated_data)
+        except ValidationError as error:
+            raise _as_api_error(error) from None
+
+
+@extend_schema_view(
+    list=extend_schema(summary="人员列表", parameters=[
+        OpenApiParameter("q", str, description="姓名、用户名或手机号"),
+        OpenApiParameter("unit", int), OpenApiParameter("role", str),
+    ]),
+    retrieve=extend_schema(summary="人员详情"),
+    create=extend_schema(summary="新增人员", request=PersonCreateSerializer, responses=PersonSerializer),
+)
+class PersonViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+                    viewsets.GenericViewSet):
+    serializer_class = PersonSerializer
+    api_scope = "org"
+    permission_classes = [IsAuthenticatedScoped]
+
+    def get_queryset(self):
+        params = self.request.query_params
+        unit = params.get("unit")
+        return selectors.person_list(user=self.request.user, q=params.get("q", ""),
+                                     unit=int(unit) if unit and unit.isdigit() else None, role=params.get("role", ""))
+
+    def create(self, request, *args, **kwargs):
+        incoming = PersonCreateSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        data = incoming.validated_data
+        specs = [services.PostSpec(**post) for post in data.pop("posts")]
+        try:
+            person = services.person_create(actor=request.user, posts=specs, **data)
+        except ValidationError as error:
+            raise _as_api_error(error) from None
+        person = self.get_queryset().get(pk=person.pk)
+        return Response(PersonSerializer(person).data, status=201)
+
+
+@extend_schema_view(list=extend_schema(summary="角色列表"), retrieve=extend_schema(summary="角色详情"))
+class RoleViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = RoleSerializer
+    api_scope = "org"
+    queryset = Role.objects.all()
+    lookup_field = "code"
+
+
+class MeSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    username = serializers.CharField()
+    full_name = serializers.CharField()
+    acting_unit = serializers.CharField(allow_null=True)
+    posts = PostSerializer(many=True)
+
+
+@extend_schema(summary="当前用户", responses=MeSerializer)
+@api_view(["GET"])
+def me(request):
+    user = request.user
+    return Response(MeSerializer({
+        "id": user.pk, "username": user.username, "full_name": user.get_full_name(),
+        "acting_unit": str(user.acting_unit) if user.acting_unit else None, "posts": user.own_posts,
+    }).data)
+
+
+me.cls.api_scope = "org"

@@ -1,0 +1,13 @@
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from . import api
+
+app_name = "org"
+
+router = SimpleRouter()
+router.register("units", api.UnitViewSet, basename="unit")
+router.register("people", api.PersonViewSet, basename="person")
+router.register("roles", api.RoleViewSet, basename="role")
+
+urlpatterns = [path("me/", api.me, name="me"), *router.urls]

@@ -1,0 +1,25 @@
+"""Sign in with a username or a mainland mobile number."""
+
+from __future__ import annotations
+
+from django.contrib.auth.backends import ModelBackend
+
+from yiwang.core.validators import is_valid_mobile, normalise_mobile
+
+from .models import User
+
+
+class UsernameOrMobileBackend(ModelBackend):
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        if not username or password is None:
+            return None
+        login = username.strip()
+        user = User.objects.filter(username=login).first()
+        if user is None and is_valid_mobile(login):
+            user = User.objects.filter(mobile=normalise_mobile(login)).first()
+        if user is None or user.is_system:
+            User().set_password(password)  # same work as a real check: no timing oracle
+            return None
+        if user.check_password(password) and self.user_can_authenticate(user):
+            return user
+        return None

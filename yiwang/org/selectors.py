@@ -1,0 +1,61 @@
+"""Reads of org, always through the one permission helper."""
+
+from __future__ import annotations
+
+from django.db.models import Prefetch, Q, QuerySet
+
+from yiwang.core.permissions import scope
+from yiwang.core.search import search
+
+from .models import ApiKey, ConsumerSystem, Delegation, Post, Unit, User
+
+
+def unit_list(*, user: User, q: str = "", kind: str = "", status: str = "", parent: int | None = None) -> QuerySet[Unit]:
+    """Units the user may see, filtered; search by name/short name/code."""
+    qs = scope(Unit.objects.select_related("parent"), user, unit_field="pk")
+    if q:
+        qs = search(qs, q)
+    if kind:
+        qs = qs.filter(kind=kind)
+    if status:
+        qs = qs.filter(status=status)
+    if parent:
+        qs = qs.filter(parent_id=parent)
+    return qs.order_by("path")
+
+
+def person_list(*, user: User, q: str = "", unit: int | None = None, role: str = "", active: str = "") -> QuerySet[User]:
+    """People holding a post in a unit the user may see (service accounts excluded)."""
+    visible_posts = scope(Post.objects.filter(active=True), user)
+    qs = User.objects.filter(is_system=False, posts__in=visible_posts).distinct()
+    if q:
+        qs = search(qs, q)
+    if unit:
+        qs = qs.filter(posts__unit_id=unit, posts__active=True)
+    if role:
+        qs = qs.filter(posts__role__code=role, posts__active=True)
+    if active in ("1", "0"):
+        qs = qs.filter(is_active=active == "1")
+    active_posts = Post.objects.filter(active=True).select_related("unit", "role").order_by("-is_primary", "id")
+    return qs.prefetch_related(Prefetch("posts", queryset=active_posts, to_attr="active_posts")).order_by("id")
+
+
+def system_list(*, user: User) -> QuerySet[ConsumerSystem]:
+    return scope(ConsumerSystem.objects.select_related("unit"), user).prefetch_related("keys").order_by("id")
+
+
+def api_key_list(*, user: User) -> QuerySet[ApiKey]:
+    return scope(ApiKey.objects.select_related("system", "system__unit"), user, unit_field="system__unit")
+
+
+def delegation_list(*, user: User) -> QuerySet[Delegation]:
+    """Delegations the user gave or received."""
+    return Delegation.objects.filter(Q(principal=user) | Q(delegate=user)).select_related("principal", "delegate")
+
+
+def leaders_of(*, unit: Unit, rank: str = "") -> QuerySet[User]:
+    """People holding a leader post in ``unit`` (optionally of one rank: deputy/principal)."""
+    posts = Post.objects.filter(unit=unit, active=True).exclude(leader_rank="")
+    if rank:
+        posts = posts.filter(leader_rank=rank)
+    return User.objects.filter(posts__in=posts, is_active=True).distinct()
