@@ -65,7 +65,6 @@ def exception_handler(exc, context):
     return response
 
 
-
 class IsAuthenticatedScoped(permissions.BasePermission):
     """Signed in (session) or a usable API key whose scopes cover ``view.api_scope``.
 

@@ -146,8 +146,22 @@ def audit_verify() -> Break | None:
     """Walk the chain and return the first broken link, or None if intact."""
     head = AuditChainHead.objects.filter(pk=1).first()
     prev, expected_seq = GENESIS, 1
-    fields = ["id", "seq", "entry_hash", "chain_hash", "created_at", "actor_id", "actor_name", "unit_id",
-              "action", "object_type", "object_id", "object_repr", "changes", "ip"]
+    fields = [
+        "id",
+        "seq",
+        "entry_hash",
+        "chain_hash",
+        "created_at",
+        "actor_id",
+        "actor_name",
+        "unit_id",
+        "action",
+        "object_type",
+        "object_id",
+        "object_repr",
+        "changes",
+        "ip",
+    ]
     for entry in AuditEntry.objects.filter(seq__isnull=False).order_by("seq").only(*fields).iterator(2000):
         if entry.seq != expected_seq:
             return Break(expected_seq, None, f"链条缺失第 {expected_seq} 条 (记录被删除)")

@@ -69,6 +69,9 @@ class AuditChainHead(models.Model):
     seq = models.BigIntegerField(default=0)
     chain_hash = models.CharField(max_length=64, default="0" * 64)
 
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.chain_hash[:12]}"
+
 
 class UsageDaily(models.Model):
     """Requests per (day, unit, user, module): which systems are used and which sit idle."""
@@ -83,10 +86,11 @@ class UsageDaily(models.Model):
     class Meta:
         verbose_name = _("使用量")
         verbose_name_plural = _("使用量")
-        constraints = [
-            models.UniqueConstraint(fields=["day", "unit_id", "user_id", "module"], name="usage_daily_key")
-        ]
+        constraints = [models.UniqueConstraint(fields=["day", "unit_id", "user_id", "module"], name="usage_daily_key")]
         indexes = [models.Index(fields=["module", "day"])]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.module} {self.hits}"
 
 
 class CalendarOverride(models.Model):

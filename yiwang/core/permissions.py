@@ -19,8 +19,10 @@ def scope(queryset: QuerySet, user, *, unit_field: str = "unit") -> QuerySet:
     unit_ids = user.visible_unit_ids()
     if unit_ids is ALL:
         return queryset
-    return queryset.filter(**{f"{unit_field}__in": unit_ids}).distinct() if "__" in unit_field else queryset.filter(
-        **{f"{unit_field}__in": unit_ids}
+    return (
+        queryset.filter(**{f"{unit_field}__in": unit_ids}).distinct()
+        if "__" in unit_field
+        else queryset.filter(**{f"{unit_field}__in": unit_ids})
     )
 
 

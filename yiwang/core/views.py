@@ -24,19 +24,27 @@ def workbench(request):
     shown = modules.modules_for(user)
     figures = {m.code: m.figures(request) for m in shown if m.figures}
     recent = scope(AuditEntry.objects.all(), user, unit_field="unit_id").order_by("-id")[:8]
-    return render(request, "core/workbench.html", {
-        "modules": shown, "tile_figures": figures, "recent_audit": recent,
-        "inbox_count": modules.inbox_count(user),
-    })
+    return render(
+        request,
+        "core/workbench.html",
+        {
+            "modules": shown,
+            "tile_figures": figures,
+            "recent_audit": recent,
+            "inbox_count": modules.inbox_count(user),
+        },
+    )
 
 
 class AuditFilterForm(forms.Form):
     q = forms.CharField(label=gettext_lazy("操作人/对象"), required=False)
     action = forms.CharField(label=gettext_lazy("动作"), required=False)
-    date_from = forms.DateField(label=gettext_lazy("起始日期"), required=False,
-                                widget=forms.DateInput(attrs={"type": "date"}))
-    date_to = forms.DateField(label=gettext_lazy("截止日期"), required=False,
-                              widget=forms.DateInput(attrs={"type": "date"}))
+    date_from = forms.DateField(
+        label=gettext_lazy("起始日期"), required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    date_to = forms.DateField(
+        label=gettext_lazy("截止日期"), required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
 
 
 @login_required
@@ -48,8 +56,7 @@ def audit_list(request):
     if form.is_valid():
         data = form.cleaned_data
         if data["q"]:
-            entries = entries.filter(actor_name__contains=data["q"]) | entries.filter(
-                object_repr__contains=data["q"])
+            entries = entries.filter(actor_name__contains=data["q"]) | entries.filter(object_repr__contains=data["q"])
         if data["action"]:
             entries = entries.filter(action__startswith=data["action"])
         if data["date_from"]:

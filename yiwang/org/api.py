@@ -20,8 +20,19 @@ class UnitSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Unit
-        fields = ["id", "name", "short_name", "code", "kind", "parent", "depth", "status", "sort_order",
-                  "phone", "address"]
+        fields = [
+            "id",
+            "name",
+            "short_name",
+            "code",
+            "kind",
+            "parent",
+            "depth",
+            "status",
+            "sort_order",
+            "phone",
+            "address",
+        ]
         read_only_fields = ["depth", "status"]
 
 
@@ -83,17 +94,25 @@ def _as_api_error(error: ValidationError):
 
 
 @extend_schema_view(
-    list=extend_schema(summary="单位列表", parameters=[
-        OpenApiParameter("q", str, description="关键词（名称、简称、代码）"),
-        OpenApiParameter("kind", str, enum=Unit.Kind.values),
-        OpenApiParameter("status", str, enum=Unit.Status.values),
-    ]),
+    list=extend_schema(
+        summary="单位列表",
+        parameters=[
+            OpenApiParameter("q", str, description="关键词（名称、简称、代码）"),
+            OpenApiParameter("kind", str, enum=Unit.Kind.values),
+            OpenApiParameter("status", str, enum=Unit.Status.values),
+        ],
+    ),
     retrieve=extend_schema(summary="单位详情"),
     create=extend_schema(summary="新增单位"),
     partial_update=extend_schema(summary="修改单位"),
 )
-class UnitViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
-                  mixins.UpdateModelMixin, viewsets.GenericViewSet):
+class UnitViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
     serializer_class = UnitSerializer
     api_scope = "org"
     permission_classes = [IsAuthenticatedScoped]
@@ -101,8 +120,9 @@ class UnitViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Creat
 
     def get_queryset(self):
         params = self.request.query_params
-        return selectors.unit_list(user=self.request.user, q=params.get("q", ""), kind=params.get("kind", ""),
-                                   status=params.get("status", ""))
+        return selectors.unit_list(
+            user=self.request.user, q=params.get("q", ""), kind=params.get("kind", ""), status=params.get("status", "")
+        )
 
     def perform_create(self, serializer):
         try:
@@ -112,22 +132,26 @@ class UnitViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Creat
 
     def perform_update(self, serializer):
         try:
-            serializer.instance = services.unit_update(actor=self.request.user, unit=serializer.instance,
-                                                       **serializer.validated_data)
+            serializer.instance = services.unit_update(
+                actor=self.request.user, unit=serializer.instance, **serializer.validated_data
+            )
         except ValidationError as error:
             raise _as_api_error(error) from None
 
 
 @extend_schema_view(
-    list=extend_schema(summary="人员列表", parameters=[
-        OpenApiParameter("q", str, description="姓名、用户名或手机号"),
-        OpenApiParameter("unit", int), OpenApiParameter("role", str),
-    ]),
+    list=extend_schema(
+        summary="人员列表",
+        parameters=[
+            OpenApiParameter("q", str, description="姓名、用户名或手机号"),
+            OpenApiParameter("unit", int),
+            OpenApiParameter("role", str),
+        ],
+    ),
     retrieve=extend_schema(summary="人员详情"),
     create=extend_schema(summary="新增人员", request=PersonCreateSerializer, responses=PersonSerializer),
 )
-class PersonViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
-                    viewsets.GenericViewSet):
+class PersonViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
     serializer_class = PersonSerializer
     api_scope = "org"
     permission_classes = [IsAuthenticatedScoped]
@@ -135,8 +159,12 @@ class PersonViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
     def get_queryset(self):
         params = self.request.query_params
         unit = params.get("unit")
-        return selectors.person_list(user=self.request.user, q=params.get("q", ""),
-                                     unit=int(unit) if unit and unit.isdigit() else None, role=params.get("role", ""))
+        return selectors.person_list(
+            user=self.request.user,
+            q=params.get("q", ""),
+            unit=int(unit) if unit and unit.isdigit() else None,
+            role=params.get("role", ""),
+        )
 
     def create(self, request, *args, **kwargs):
         incoming = PersonCreateSerializer(data=request.data)
@@ -171,10 +199,17 @@ class MeSerializer(serializers.Serializer):
 @api_view(["GET"])
 def me(request):
     user = request.user
-    return Response(MeSerializer({
-        "id": user.pk, "username": user.username, "full_name": user.get_full_name(),
-        "acting_unit": str(user.acting_unit) if user.acting_unit else None, "posts": user.own_posts,
-    }).data)
+    return Response(
+        MeSerializer(
+            {
+                "id": user.pk,
+                "username": user.username,
+                "full_name": user.get_full_name(),
+                "acting_unit": str(user.acting_unit) if user.acting_unit else None,
+                "posts": user.own_posts,
+            }
+        ).data
+    )
 
 
 me.cls.api_scope = "org"

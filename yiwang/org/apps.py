@@ -19,7 +19,14 @@ class OrgConfig(AppConfig):
                 (_("人员"), selectors.person_list(user=user).count(), "org:person_list"),
             ]
 
-        modules.register(modules.Module(
-            code="org", name=_("组织机构"), icon="diagram-3", url_name="org:unit_list",
-            description=_("单位、人员、岗位、角色与统一身份"), order=10, figures=figures,
-        ))
+        modules.register(
+            modules.Module(
+                code="org",
+                name=_("组织机构"),
+                icon="diagram-3",
+                url_name="org:unit_list",
+                description=_("单位、人员、岗位、角色与统一身份"),
+                order=10,
+                figures=figures,
+            )
+        )

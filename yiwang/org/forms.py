@@ -27,8 +27,12 @@ class LoginForm(AuthenticationForm):
 
 
 class OtpForm(forms.Form):
-    token = forms.CharField(label=_("动态码"), min_length=6, max_length=6,
-                            widget=forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "one-time-code"}))
+    token = forms.CharField(
+        label=_("动态码"),
+        min_length=6,
+        max_length=6,
+        widget=forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "one-time-code"}),
+    )
 
     def clean_token(self):
         token = self.cleaned_data["token"].strip()
@@ -83,19 +87,26 @@ class PersonFilterForm(forms.Form):
     q = forms.CharField(label=_("姓名/用户名/手机"), required=False)
     unit = forms.TypedChoiceField(label=_("单位"), required=False, coerce=int, empty_value=None)
     role = forms.ChoiceField(label=_("角色"), required=False)
-    active = forms.ChoiceField(label=_("状态"), required=False,
-                               choices=[("", _("全部")), ("1", _("启用")), ("0", _("停用"))])
+    active = forms.ChoiceField(
+        label=_("状态"), required=False, choices=[("", _("全部")), ("1", _("启用")), ("0", _("停用"))]
+    )
 
     def __init__(self, *args, units, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["unit"].choices = [("", _("全部单位")), *_unit_choices(units)]
-        self.fields["role"].choices = [("", _("全部角色")),
-                                       *Role.objects.filter(is_public=False).values_list("code", "name")]
+        self.fields["role"].choices = [
+            ("", _("全部角色")),
+            *Role.objects.filter(is_public=False).values_list("code", "name"),
+        ]
 
 
 class PersonForm(forms.Form):
-    username = forms.RegexField(label=_("用户名"), max_length=150, regex=r"^[\w.@+-]+$",
-                                error_messages={"invalid": _("用户名只能包含字母、数字和 @/./+/-/_ 。")})
+    username = forms.RegexField(
+        label=_("用户名"),
+        max_length=150,
+        regex=r"^[\w.@+-]+$",
+        error_messages={"invalid": _("用户名只能包含字母、数字和 @/./+/-/_ 。")},
+    )
     full_name = forms.CharField(label=_("姓名"), max_length=50)
     mobile = forms.CharField(label=_("手机号码"), max_length=20, required=False)
     email = forms.EmailField(label=_("电子邮箱"), required=False)
@@ -130,7 +141,9 @@ class PersonForm(forms.Form):
 
 class PostForm(forms.Form):
     unit = forms.TypedChoiceField(label=_("单位"), coerce=int)
-    role = forms.ModelChoiceField(label=_("角色"), queryset=Role.objects.filter(is_public=False).exclude(code=Role.SYSTEM))
+    role = forms.ModelChoiceField(
+        label=_("角色"), queryset=Role.objects.filter(is_public=False).exclude(code=Role.SYSTEM)
+    )
     title = forms.CharField(label=_("职务"), max_length=50, required=False)
     leader_rank = forms.ChoiceField(label=_("领导类别"), choices=Post.LeaderRank.choices, required=False)
     is_primary = forms.BooleanField(label=_("设为主岗"), required=False)
@@ -145,8 +158,13 @@ class PostForm(forms.Form):
 
 
 class NewPersonForm(PersonForm):
-    password = forms.CharField(label=_("初始密码"), widget=forms.PasswordInput, required=False, min_length=8,
-                               help_text=_("留空则该人员暂不能登录。"))
+    password = forms.CharField(
+        label=_("初始密码"),
+        widget=forms.PasswordInput,
+        required=False,
+        min_length=8,
+        help_text=_("留空则该人员暂不能登录。"),
+    )
 
     def __init__(self, *args, units, **kwargs):
         super().__init__(*args, **kwargs)
@@ -167,9 +185,10 @@ class DelegationForm(forms.Form):
 
     def clean_delegate(self):
         login = self.cleaned_data["delegate"].strip()
-        user = User.objects.filter(username=login, is_system=False).first() or User.objects.filter(
-            mobile=normalise_mobile(login), is_system=False
-        ).first()
+        user = (
+            User.objects.filter(username=login, is_system=False).first()
+            or User.objects.filter(mobile=normalise_mobile(login), is_system=False).first()
+        )
         if user is None:
             raise forms.ValidationError(_("找不到该人员。"))
         return user
@@ -199,8 +218,9 @@ class ApiKeyForm(forms.Form):
     name = forms.CharField(label=_("密钥名称"), max_length=100)
     kind = forms.ChoiceField(label=_("类型"), choices=ApiKey.Kind.choices)
     scopes = forms.MultipleChoiceField(label=_("权限范围"), choices=API_SCOPES, widget=forms.CheckboxSelectMultiple)
-    expires_at = forms.DateTimeField(label=_("过期时间"), required=False,
-                                     widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    expires_at = forms.DateTimeField(
+        label=_("过期时间"), required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+    )
 
 
 class ImportForm(forms.Form):

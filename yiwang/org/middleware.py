@@ -42,7 +42,11 @@ class AdminTwoFactorMiddleware:
             if path not in allowed and not path.startswith(settings.STATIC_URL) and path != "/healthz":
                 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-                target = "org:otp_verify" if TOTPDevice.objects.filter(user=user, confirmed=True).exists() else "org:otp_setup"
+                target = (
+                    "org:otp_verify"
+                    if TOTPDevice.objects.filter(user=user, confirmed=True).exists()
+                    else "org:otp_setup"
+                )
                 if path.startswith("/api/"):
                     from django.http import JsonResponse
 

@@ -285,7 +285,9 @@ class ApiKey(TimeStamped):
         TEAM = "team", _("团队")
         TEST = "test", _("测试")
 
-    system = models.ForeignKey(ConsumerSystem, verbose_name=_("接入系统"), on_delete=models.CASCADE, related_name="keys")
+    system = models.ForeignKey(
+        ConsumerSystem, verbose_name=_("接入系统"), on_delete=models.CASCADE, related_name="keys"
+    )
     name = models.CharField(_("密钥名称"), max_length=100)
     kind = models.CharField(_("类型"), max_length=8, choices=Kind.choices, default=Kind.LIVE)
     prefix = models.CharField(max_length=12, unique=True)

@@ -10,7 +10,9 @@ from yiwang.core.search import search
 from .models import ApiKey, ConsumerSystem, Delegation, Post, Unit, User
 
 
-def unit_list(*, user: User, q: str = "", kind: str = "", status: str = "", parent: int | None = None) -> QuerySet[Unit]:
+def unit_list(
+    *, user: User, q: str = "", kind: str = "", status: str = "", parent: int | None = None
+) -> QuerySet[Unit]:
     """Units the user may see, filtered; search by name/short name/code."""
     qs = scope(Unit.objects.select_related("parent"), user, unit_field="pk")
     if q:
@@ -24,7 +26,9 @@ def unit_list(*, user: User, q: str = "", kind: str = "", status: str = "", pare
     return qs.order_by("path")
 
 
-def person_list(*, user: User, q: str = "", unit: int | None = None, role: str = "", active: str = "") -> QuerySet[User]:
+def person_list(
+    *, user: User, q: str = "", unit: int | None = None, role: str = "", active: str = ""
+) -> QuerySet[User]:
     """People holding a post in a unit the user may see (service accounts excluded)."""
     visible_posts = scope(Post.objects.filter(active=True), user)
     qs = User.objects.filter(is_system=False, posts__in=visible_posts).distinct()

@@ -94,16 +94,23 @@ def unit_create(
     if actor is not None:
         ensure_can_manage(actor, parent)
     unit = Unit(
-        name=name.strip(), code=code.strip(), kind=kind, parent=parent, short_name=short_name,
-        sort_order=sort_order, phone=phone, address=address,
+        name=name.strip(),
+        code=code.strip(),
+        kind=kind,
+        parent=parent,
+        short_name=short_name,
+        sort_order=sort_order,
+        phone=phone,
+        address=address,
     )
     unit.full_clean(exclude=["path"])
     unit.save()
     unit.path = f"{parent.path if parent else '/'}{unit.pk}/"
     unit.depth = parent.depth + 1 if parent else 0
     unit.save(update_fields=["path", "depth"])
-    audit_record(actor=actor, action="org.unit.create", obj=unit, unit_id=unit.pk,
-                 changes=diff({}, _snapshot(unit, UNIT_FIELDS)))
+    audit_record(
+        actor=actor, action="org.unit.create", obj=unit, unit_id=unit.pk, changes=diff({}, _snapshot(unit, UNIT_FIELDS))
+    )
     return unit
 
 
@@ -156,16 +163,27 @@ def unit_merge(*, actor: User | None, unit: Unit, into: Unit) -> Unit:
     moved_posts = 0
     for post in Post.objects.filter(unit=unit, active=True).select_related("user", "role"):
         if not Post.objects.filter(user=post.user, unit=into, role=post.role).exists():
-            Post.objects.create(user=post.user, unit=into, role=post.role, title=post.title,
-                                leader_rank=post.leader_rank, is_primary=post.is_primary)
+            Post.objects.create(
+                user=post.user,
+                unit=into,
+                role=post.role,
+                title=post.title,
+                leader_rank=post.leader_rank,
+                is_primary=post.is_primary,
+            )
             moved_posts += 1
         post.active = False
         post.save(update_fields=["active", "updated_at"])
     unit.status = Unit.Status.MERGED
     unit.merged_into = into
     unit.save(update_fields=["status", "merged_into", "updated_at"])
-    audit_record(actor=actor, action="org.unit.merge", obj=unit, unit_id=unit.pk,
-                 changes={"merged_into": [None, into.pk], "posts_moved": [0, moved_posts]})
+    audit_record(
+        actor=actor,
+        action="org.unit.merge",
+        obj=unit,
+        unit_id=unit.pk,
+        changes={"merged_into": [None, into.pk], "posts_moved": [0, moved_posts]},
+    )
     return unit
 
 
@@ -198,8 +216,12 @@ def person_create(
     for spec in posts:
         if actor is not None:
             ensure_can_manage(actor, spec.unit)
-    user = User(username=username.strip(), full_name=full_name.strip(),
-                mobile=normalise_mobile(mobile) if mobile else None, email=email)
+    user = User(
+        username=username.strip(),
+        full_name=full_name.strip(),
+        mobile=normalise_mobile(mobile) if mobile else None,
+        email=email,
+    )
     if password:
         user.set_password(password)
     else:
@@ -208,17 +230,22 @@ def person_create(
     user.save()
     for index, spec in enumerate(posts):
         _post_create(user=user, spec=spec, primary=spec.is_primary or index == 0)
-    audit_record(actor=actor, action="org.person.create", obj=user,
-                 unit_id=posts[0].unit.pk if posts else None,
-                 changes=diff({}, _snapshot(user, PERSON_FIELDS)) | {"posts": [None, [str(p.unit) for p in posts]]})
+    audit_record(
+        actor=actor,
+        action="org.person.create",
+        obj=user,
+        unit_id=posts[0].unit.pk if posts else None,
+        changes=diff({}, _snapshot(user, PERSON_FIELDS)) | {"posts": [None, [str(p.unit) for p in posts]]},
+    )
     return user
 
 
 def _post_create(*, user: User, spec: PostSpec, primary: bool) -> Post:
     if primary:
         Post.objects.filter(user=user, is_primary=True).update(is_primary=False)
-    post = Post(user=user, unit=spec.unit, role=spec.role, title=spec.title,
-                leader_rank=spec.leader_rank, is_primary=primary)
+    post = Post(
+        user=user, unit=spec.unit, role=spec.role, title=spec.title, leader_rank=spec.leader_rank, is_primary=primary
+    )
     post.full_clean()
     post.save()
     user.__dict__.pop("own_posts", None)
@@ -240,8 +267,13 @@ def person_update(*, actor: User | None, person: User, **fields: Any) -> User:
     person.save()
     changes = diff(before, _snapshot(person, PERSON_FIELDS))
     if changes:
-        audit_record(actor=actor, action="org.person.update", obj=person, changes=changes,
-                     unit_id=person.own_posts[0].unit_id if person.own_posts else None)
+        audit_record(
+            actor=actor,
+            action="org.person.update",
+            obj=person,
+            changes=changes,
+            unit_id=person.own_posts[0].unit_id if person.own_posts else None,
+        )
     return person
 
 
@@ -253,8 +285,13 @@ def post_add(*, actor: User | None, person: User, spec: PostSpec) -> Post:
     if Post.objects.filter(user=person, unit=spec.unit, role=spec.role).exists():
         raise ValidationError(_("该人员在此单位已有相同角色的岗位。"))
     post = _post_create(user=person, spec=spec, primary=spec.is_primary or not person.own_posts)
-    audit_record(actor=actor, action="org.post.add", obj=post, unit_id=spec.unit.pk,
-                 changes={"post": [None, str(post)], "person": [None, person.username]})
+    audit_record(
+        actor=actor,
+        action="org.post.add",
+        obj=post,
+        unit_id=spec.unit.pk,
+        changes={"post": [None, str(post)], "person": [None, person.username]},
+    )
     return post
 
 
@@ -266,8 +303,13 @@ def post_remove(*, actor: User | None, post: Post) -> None:
     post.active = False
     post.is_primary = False
     post.save(update_fields=["active", "is_primary", "updated_at"])
-    audit_record(actor=actor, action="org.post.remove", obj=post, unit_id=post.unit_id,
-                 changes={"active": [True, False], "person": [post.user.username, post.user.username]})
+    audit_record(
+        actor=actor,
+        action="org.post.remove",
+        obj=post,
+        unit_id=post.unit_id,
+        changes={"active": [True, False], "person": [post.user.username, post.user.username]},
+    )
 
 
 def password_changed(*, user: User) -> None:
@@ -294,9 +336,13 @@ def delegation_create(
     delegation = Delegation.objects.create(
         principal=principal, delegate=delegate, starts_at=starts_at, ends_at=ends_at, reason=reason.strip()
     )
-    audit_record(actor=actor, action="org.delegation.create", obj=delegation,
-                 unit_id=principal.own_posts[0].unit_id if principal.own_posts else None,
-                 changes={"delegate": [None, delegate.username], "until": [None, ends_at]})
+    audit_record(
+        actor=actor,
+        action="org.delegation.create",
+        obj=delegation,
+        unit_id=principal.own_posts[0].unit_id if principal.own_posts else None,
+        changes={"delegate": [None, delegate.username], "until": [None, ends_at]},
+    )
     return delegation
 
 
@@ -323,8 +369,9 @@ def system_create(*, actor: User | None, name: str, unit: Unit, description: str
     account = User(username=f"sys-{secrets.token_hex(6)}", full_name=name.strip(), is_system=True)
     account.set_unusable_password()
     account.save()
-    Post.objects.create(user=account, unit=unit, role=Role.objects.get(code=Role.SYSTEM), title=_("接入系统"),
-                        is_primary=True)
+    Post.objects.create(
+        user=account, unit=unit, role=Role.objects.get(code=Role.SYSTEM), title=_("接入系统"), is_primary=True
+    )
     system = ConsumerSystem.objects.create(name=name.strip(), unit=unit, account=account, description=description)
     audit_record(actor=actor, action="org.system.create", obj=system, changes={"name": [None, system.name]})
     return system
@@ -355,11 +402,23 @@ def api_key_issue(
     prefix = secrets.token_hex(4)
     secret = secrets.token_urlsafe(32)
     raw = f"yw_{prefix}_{secret}"
-    key = ApiKey.objects.create(system=system, name=name.strip() or _("未命名"), kind=kind, prefix=prefix,
-                                key_hash=_hash_key(raw), scopes=sorted(set(scopes)), created_by=actor,
-                                expires_at=expires_at)
-    audit_record(actor=actor, action="org.apikey.issue", obj=key, unit_id=system.unit_id,
-                 changes={"scopes": [None, key.scopes], "prefix": [None, prefix]})
+    key = ApiKey.objects.create(
+        system=system,
+        name=name.strip() or _("未命名"),
+        kind=kind,
+        prefix=prefix,
+        key_hash=_hash_key(raw),
+        scopes=sorted(set(scopes)),
+        created_by=actor,
+        expires_at=expires_at,
+    )
+    audit_record(
+        actor=actor,
+        action="org.apikey.issue",
+        obj=key,
+        unit_id=system.unit_id,
+        changes={"scopes": [None, key.scopes], "prefix": [None, prefix]},
+    )
     return key, raw
 
 

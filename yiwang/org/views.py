@@ -117,7 +117,7 @@ def otp_setup(request):
     buffer = io.BytesIO()
     image.save(buffer)
     svg = buffer.getvalue().decode("utf-8")
-    svg = svg[svg.index("<svg"):]
+    svg = svg[svg.index("<svg") :]
     secret = base64.b32encode(device.bin_key).decode("ascii")
     return render(request, "org/otp_setup.html", {"form": form, "qr_svg": svg, "secret": secret})
 
@@ -141,13 +141,18 @@ def otp_verify(request):
 def unit_list(request):
     form = UnitFilterForm(request.GET or None)
     data = form.cleaned_data if form.is_valid() else {}
-    units = selectors.unit_list(user=request.user, q=data.get("q", ""), kind=data.get("kind", ""),
-                                status=data.get("status", ""))
-    return render(request, "org/unit_list.html", {
-        "filter_form": form,
-        "page_obj": paginate(request, units, per_page=30),
-        "can_create": services.can_manage_unit(request.user, request.user.acting_unit),
-    })
+    units = selectors.unit_list(
+        user=request.user, q=data.get("q", ""), kind=data.get("kind", ""), status=data.get("status", "")
+    )
+    return render(
+        request,
+        "org/unit_list.html",
+        {
+            "filter_form": form,
+            "page_obj": paginate(request, units, per_page=30),
+            "can_create": services.can_manage_unit(request.user, request.user.acting_unit),
+        },
+    )
 
 
 def _manageable_units(user):
@@ -168,8 +173,9 @@ def unit_create(request):
         else:
             messages.success(request, _("已新增单位：%(name)s") % {"name": unit.name})
             return redirect("org:unit_detail", pk=unit.pk)
-    return render(request, "org/form_page.html", {"form": form, "title": _("新增单位"),
-                                                  "cancel_url": reverse("org:unit_list")})
+    return render(
+        request, "org/form_page.html", {"form": form, "title": _("新增单位"), "cancel_url": reverse("org:unit_list")}
+    )
 
 
 @login_required
@@ -177,12 +183,16 @@ def unit_detail(request, pk: int):
     unit = _get_or_404(selectors.unit_list(user=request.user), pk)
     children = selectors.unit_list(user=request.user, parent=unit.pk)
     people = selectors.person_list(user=request.user, unit=unit.pk)
-    return render(request, "org/unit_detail.html", {
-        "unit": unit,
-        "children": children,
-        "people_page": paginate(request, people, per_page=20),
-        "can_manage": services.can_manage_unit(request.user, unit),
-    })
+    return render(
+        request,
+        "org/unit_detail.html",
+        {
+            "unit": unit,
+            "children": children,
+            "people_page": paginate(request, people, per_page=20),
+            "can_manage": services.can_manage_unit(request.user, unit),
+        },
+    )
 
 
 @login_required
@@ -201,8 +211,15 @@ def unit_edit(request, pk: int):
         else:
             messages.success(request, _("单位信息已保存。"))
             return redirect("org:unit_detail", pk=unit.pk)
-    return render(request, "org/form_page.html", {"form": form, "title": _("编辑单位：%(name)s") % {"name": unit.name},
-                                                  "cancel_url": reverse("org:unit_detail", args=[unit.pk])})
+    return render(
+        request,
+        "org/form_page.html",
+        {
+            "form": form,
+            "title": _("编辑单位：%(name)s") % {"name": unit.name},
+            "cancel_url": reverse("org:unit_detail", args=[unit.pk]),
+        },
+    )
 
 
 def _get_or_404(queryset, pk):
@@ -220,13 +237,22 @@ def person_list(request):
     units = list(selectors.unit_list(user=request.user))
     form = PersonFilterForm(request.GET or None, units=units)
     data = form.cleaned_data if form.is_valid() else {}
-    people = selectors.person_list(user=request.user, q=data.get("q", ""), unit=data.get("unit"),
-                                   role=data.get("role", ""), active=data.get("active", ""))
-    return render(request, "org/person_list.html", {
-        "filter_form": form,
-        "page_obj": paginate(request, people, per_page=30),
-        "can_create": bool(_manageable_units(request.user)),
-    })
+    people = selectors.person_list(
+        user=request.user,
+        q=data.get("q", ""),
+        unit=data.get("unit"),
+        role=data.get("role", ""),
+        active=data.get("active", ""),
+    )
+    return render(
+        request,
+        "org/person_list.html",
+        {
+            "filter_form": form,
+            "page_obj": paginate(request, people, per_page=30),
+            "can_create": bool(_manageable_units(request.user)),
+        },
+    )
 
 
 @login_required
@@ -237,19 +263,27 @@ def person_create(request):
     form = NewPersonForm(request.POST or None, units=units)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        spec = services.PostSpec(unit=data["unit"], role=data["role"], title=data["title"],
-                                 leader_rank=data["leader_rank"], is_primary=True)
+        spec = services.PostSpec(
+            unit=data["unit"], role=data["role"], title=data["title"], leader_rank=data["leader_rank"], is_primary=True
+        )
         try:
-            person = services.person_create(actor=request.user, username=data["username"],
-                                            full_name=data["full_name"], mobile=data["mobile"],
-                                            email=data["email"], password=data["password"] or None, posts=[spec])
+            person = services.person_create(
+                actor=request.user,
+                username=data["username"],
+                full_name=data["full_name"],
+                mobile=data["mobile"],
+                email=data["email"],
+                password=data["password"] or None,
+                posts=[spec],
+            )
         except ValidationError as error:
             add_service_errors(form, error)
         else:
             messages.success(request, _("已新增人员：%(name)s") % {"name": person})
             return redirect("org:person_detail", pk=person.pk)
-    return render(request, "org/form_page.html", {"form": form, "title": _("新增人员"),
-                                                  "cancel_url": reverse("org:person_list")})
+    return render(
+        request, "org/form_page.html", {"form": form, "title": _("新增人员"), "cancel_url": reverse("org:person_list")}
+    )
 
 
 @login_required
@@ -257,12 +291,16 @@ def person_detail(request, pk: int):
     person = _get_or_404(selectors.person_list(user=request.user), pk)
     units = _manageable_units(request.user)
     post_form = PostForm(units=units) if units else None
-    return render(request, "org/person_detail.html", {
-        "person": person,
-        "posts": person.posts.select_related("unit", "role").order_by("-active", "-is_primary", "id"),
-        "post_form": post_form,
-        "can_manage": any(services.can_manage_unit(request.user, p.unit) for p in person.active_posts),
-    })
+    return render(
+        request,
+        "org/person_detail.html",
+        {
+            "person": person,
+            "posts": person.posts.select_related("unit", "role").order_by("-active", "-is_primary", "id"),
+            "post_form": post_form,
+            "can_manage": any(services.can_manage_unit(request.user, p.unit) for p in person.active_posts),
+        },
+    )
 
 
 @login_required
@@ -278,8 +316,15 @@ def person_edit(request, pk: int):
         else:
             messages.success(request, _("人员信息已保存。"))
             return redirect("org:person_detail", pk=person.pk)
-    return render(request, "org/form_page.html", {"form": form, "title": _("编辑人员：%(name)s") % {"name": person},
-                                                  "cancel_url": reverse("org:person_detail", args=[person.pk])})
+    return render(
+        request,
+        "org/form_page.html",
+        {
+            "form": form,
+            "title": _("编辑人员：%(name)s") % {"name": person},
+            "cancel_url": reverse("org:person_detail", args=[person.pk]),
+        },
+    )
 
 
 @require_POST
@@ -294,9 +339,16 @@ def post_add(request, pk: int):
         except ValidationError as error:
             messages.error(request, "；".join(error.messages))
     else:
-        messages.error(request, _("岗位信息有误：%(errors)s") % {
-            "errors": "；".join(f"{form.fields[f].label}：{'，'.join(e)}" if f in form.fields else "，".join(e)
-                               for f, e in form.errors.items())})
+        messages.error(
+            request,
+            _("岗位信息有误：%(errors)s")
+            % {
+                "errors": "；".join(
+                    f"{form.fields[f].label}：{'，'.join(e)}" if f in form.fields else "，".join(e)
+                    for f, e in form.errors.items()
+                )
+            },
+        )
     return redirect("org:person_detail", pk=person.pk)
 
 
@@ -323,8 +375,9 @@ def delegation_list(request):
         else:
             messages.success(request, _("委托已设置。"))
             return redirect("org:delegation_list")
-    return render(request, "org/delegation_list.html", {
-        "form": form, "delegations": selectors.delegation_list(user=request.user)})
+    return render(
+        request, "org/delegation_list.html", {"form": form, "delegations": selectors.delegation_list(user=request.user)}
+    )
 
 
 @require_POST
@@ -353,8 +406,7 @@ def system_list(request):
         else:
             messages.success(request, _("已登记接入系统：%(name)s") % {"name": system.name})
             return redirect("org:system_detail", pk=system.pk)
-    return render(request, "org/system_list.html", {
-        "form": form, "systems": selectors.system_list(user=request.user)})
+    return render(request, "org/system_list.html", {"form": form, "systems": selectors.system_list(user=request.user)})
 
 
 @login_required
@@ -371,8 +423,11 @@ def system_detail(request, pk: int):
         else:
             messages.warning(request, _("新密钥只显示这一次，请立即复制保存。"))
             form = ApiKeyForm()
-    return render(request, "org/system_detail.html", {
-        "system": system, "keys": system.keys.order_by("-id"), "form": form, "new_key": new_key})
+    return render(
+        request,
+        "org/system_detail.html",
+        {"system": system, "keys": system.keys.order_by("-id"), "form": form, "new_key": new_key},
+    )
 
 
 @require_POST
@@ -382,4 +437,3 @@ def api_key_revoke(request, pk: int):
     services.api_key_revoke(actor=request.user, key=key)
     messages.success(request, _("密钥已撤销，使用它的请求将被拒绝。"))
     return redirect("org:system_detail", pk=key.system_id)
-
