@@ -24,6 +24,7 @@ def _fast_passwords(settings):
 
 @pytest.fixture
 def roles(db):
+    org.ensure_roles()  # transactional tests flush the data migration's rows
     return {role.code: role for role in Role.objects.all()}
 
 

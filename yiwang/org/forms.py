@@ -13,17 +13,15 @@ from .services import API_SCOPES
 
 
 class LoginForm(AuthenticationForm):
-    username = forms.CharField(label=_("用户名或手机号"), max_length=150)
-    password = forms.CharField(label=_("密码"), strip=False, widget=forms.PasswordInput)
+    username = forms.CharField(label=_("用户名或手机号"), max_length=150,
+                               widget=forms.TextInput(attrs={"autocomplete": "username", "autofocus": True}))
+    password = forms.CharField(label=_("密码"), strip=False,
+                               widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
 
     error_messages = {
         "invalid_login": _("用户名（手机号）或密码错误。连续多次错误后账号将被临时锁定。"),
         "inactive": _("该账号已停用，请联系单位管理员。"),
     }
-
-    def clean_username(self):
-        value = self.cleaned_data["username"].strip()
-        return value
 
 
 class OtpForm(forms.Form):
