@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextvars
 import hashlib
+import ipaddress
 import json
 from dataclasses import dataclass
 from datetime import UTC
@@ -40,8 +41,30 @@ class AuditContextMiddleware:
             _request_ip.reset(token)
 
 
+def _canonical_ip(value: str | None) -> str | None:
+    """The IP as the database will store it (IPv6 compressed), so the hash still matches."""
+    try:
+        return str(ipaddress.ip_address(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _canonical(value: Any) -> Any:
+    # PostgreSQL jsonb gives 1e16 back as 10000000000000000 and -0.0 as 0: store integral
+    # floats as ints (and NaN/inf as text) so the stored value hashes the same when read back.
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return str(value)
+        return int(value) if value.is_integer() else value
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    return value
+
+
 def _normalise(value: Any) -> Any:
-    return json.loads(json.dumps(value, cls=DjangoJSONEncoder, ensure_ascii=False))
+    return _canonical(json.loads(json.dumps(value, cls=DjangoJSONEncoder, ensure_ascii=False)))
 
 
 def entry_digest(entry: AuditEntry) -> str:
@@ -102,7 +125,7 @@ def audit_record(
         object_id=object_id,
         object_repr=object_repr[:255],
         changes=_normalise(changes or {}),
-        ip=_request_ip.get(),
+        ip=_canonical_ip(_request_ip.get()),
     )
     entry.entry_hash = entry_digest(entry)
     entry.save(force_insert=True)

@@ -45,13 +45,23 @@ def tokenize(text: str) -> list[str]:
 
 
 def query_tokens(text: str) -> list[str]:
-    """Words a query must all match: jieba's accurate mode, so 信息中心 needs 信息 and 中心."""
+    """Words a query must all match.
+
+    Each word of jieba's accurate mode is replaced by its smallest search-mode pieces
+    (社会保障 → 社会 + 保障), because the index holds search-mode pieces and may not hold
+    the long compound a query happens to contain.
+    """
     out: list[str] = []
     for word in jieba.cut(text or ""):
-        word = word.strip().lower()
-        if word and _WORD.search(word) and word not in out:
-            out.append(re.sub(r"[\"'*^:()]", "", word))
-    return [w for w in out if w][:MAX_QUERY_TOKENS]
+        word = re.sub(r"[\"'*^:()]", "", word.strip().lower())
+        if not word or not _WORD.search(word):
+            continue
+        pieces = [p.strip() for p in jieba.cut_for_search(word) if p.strip()]
+        minimal = [p for p in pieces if not any(q != p and q in p for q in pieces)] or [word]
+        for piece in minimal:
+            if piece not in out:
+                out.append(piece)
+    return out[:MAX_QUERY_TOKENS]
 
 
 def index_text(*values: object) -> str:

@@ -15,14 +15,14 @@ from django.utils.translation import gettext_lazy as _
 # GB 11643-1999: weights of the first 17 digits, and the check character for sum % 11.
 ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 ID_CHECK = "10X98765432"
-_ID_RE = re.compile(r"^[1-9]\d{16}[\dX]$")
+_ID_RE = re.compile(r"^[1-9][0-9]{16}[0-9X]$")
 
 # GB 32100-2015: 31 characters (no I, O, Z, S, V), weights, check = 31 - sum % 31.
 USCC_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
-_USCC_RE = re.compile(r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$")
+_USCC_RE = re.compile(r"^[0-9A-HJ-NPQRTUWXY]{2}[0-9]{6}[0-9A-HJ-NPQRTUWXY]{10}$")
 
-_MOBILE_RE = re.compile(r"^1[3-9]\d{9}$")
+_MOBILE_RE = re.compile(r"^1[3-9][0-9]{9}$")  # [0-9], not \d: no full-width digits
 
 
 def id_check_char(first17: str) -> str:

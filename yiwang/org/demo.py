@@ -121,14 +121,26 @@ def load() -> dict[str, int]:
         if person.username in existing:
             continue
         services.person_create(
-            actor=None, username=person.username, full_name=person.full_name, mobile=person.mobile,
+            actor=None,
+            username=person.username,
+            full_name=person.full_name,
+            mobile=person.mobile,
             password=DEMO_PASSWORD,
-            posts=[services.PostSpec(unit=by_code[person.unit], role=roles[person.role], title=person.title,
-                                     leader_rank=person.leader_rank)],
+            posts=[
+                services.PostSpec(
+                    unit=by_code[person.unit],
+                    role=roles[person.role],
+                    title=person.title,
+                    leader_rank=person.leader_rank,
+                )
+            ],
         )
         created_people += 1
         for username, unit_code, role, title in EXTRA_POSTS:
             if username == person.username:
-                services.post_add(actor=None, person=User.objects.get(username=username),
-                                  spec=services.PostSpec(unit=by_code[unit_code], role=roles[role], title=title))
+                services.post_add(
+                    actor=None,
+                    person=User.objects.get(username=username),
+                    spec=services.PostSpec(unit=by_code[unit_code], role=roles[role], title=title),
+                )
     return {"units": created_units, "people": created_people}

@@ -9,14 +9,18 @@ from django.utils.translation import gettext_lazy as _
 from yiwang.core.validators import normalise_mobile, validate_mobile
 
 from .models import ApiKey, Post, Role, Unit, User
-from .services import API_SCOPES
+from .services import API_SCOPES, grantable_roles
 
 
 class LoginForm(AuthenticationForm):
-    username = forms.CharField(label=_("用户名或手机号"), max_length=150,
-                               widget=forms.TextInput(attrs={"autocomplete": "username", "autofocus": True}))
-    password = forms.CharField(label=_("密码"), strip=False,
-                               widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
+    username = forms.CharField(
+        label=_("用户名或手机号"),
+        max_length=150,
+        widget=forms.TextInput(attrs={"autocomplete": "username", "autofocus": True}),
+    )
+    password = forms.CharField(
+        label=_("密码"), strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"})
+    )
 
     error_messages = {
         "invalid_login": _("用户名（手机号）或密码错误。连续多次错误后账号将被临时锁定。"),
@@ -146,13 +150,31 @@ class PostForm(forms.Form):
     leader_rank = forms.ChoiceField(label=_("领导类别"), choices=Post.LeaderRank.choices, required=False)
     is_primary = forms.BooleanField(label=_("设为主岗"), required=False)
 
-    def __init__(self, *args, units, **kwargs):
+    def __init__(self, *args, units, actor=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.units = {u.pk: u for u in units}
         self.fields["unit"].choices = _unit_choices(units)
+        self.fields["role"].queryset = grantable_roles(actor)
 
     def clean_unit(self):
         return self.units[self.cleaned_data["unit"]]
+
+
+class SetPasswordForm(forms.Form):
+    password = forms.CharField(
+        label=_("新密码"), widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}), min_length=8
+    )
+
+    def __init__(self, *args, person=None, **kwargs):
+        self.person = person
+        super().__init__(*args, **kwargs)
+
+    def clean_password(self):
+        from django.contrib.auth import password_validation
+
+        password = self.cleaned_data["password"]
+        password_validation.validate_password(password, self.person)
+        return password
 
 
 class NewPersonForm(PersonForm):
@@ -164,9 +186,9 @@ class NewPersonForm(PersonForm):
         help_text=_("留空则该人员暂不能登录。"),
     )
 
-    def __init__(self, *args, units, **kwargs):
+    def __init__(self, *args, units, actor=None, **kwargs):
         super().__init__(*args, **kwargs)
-        post = PostForm(units=units, prefix=None)
+        post = PostForm(units=units, actor=actor, prefix=None)
         for name in ("unit", "role", "title", "leader_rank"):
             self.fields[name] = post.fields[name]
         self.units = post.units

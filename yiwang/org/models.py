@@ -161,7 +161,7 @@ class User(Searchable, AbstractUser):
             if post.id == post_id:
                 self._acting_post = post
                 break
-        self.__dict__.pop("_visible_unit_ids", None)
+        self.forget_scope()
 
     @property
     def acting_unit_id(self) -> int | None:
@@ -183,6 +183,10 @@ class User(Searchable, AbstractUser):
     @property
     def is_platform_admin(self) -> bool:
         return self.is_superuser or any(p.role.code == Role.PLATFORM_ADMIN for p in self.own_posts)
+
+    def forget_scope(self) -> None:
+        """Drop the cached scope, e.g. after creating a unit this user may now see."""
+        self.__dict__.pop("_visible_unit_ids", None)
 
     def visible_unit_ids(self):
         """Units whose records this user may see from the acting post (ALL for every unit)."""

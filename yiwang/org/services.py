@@ -68,6 +68,19 @@ def ensure_can_manage(user: User, unit: Unit | None) -> None:
         raise PermissionDenied(_("无权管理该单位的组织机构信息。"))
 
 
+def grantable_roles(user: User | None):
+    """Roles ``user`` may give: a unit admin may not hand out district-wide roles."""
+    roles = Role.objects.filter(is_public=False).exclude(code=Role.SYSTEM)
+    if user is None or user.has_role(Role.PLATFORM_ADMIN):
+        return roles
+    return roles.exclude(scope=Role.Scope.ALL)
+
+
+def ensure_can_grant(user: User | None, role: Role) -> None:
+    if user is not None and not grantable_roles(user).filter(pk=role.pk).exists():
+        raise PermissionDenied(_("无权授予“%(role)s”角色。") % {"role": role.name})
+
+
 # --- units -------------------------------------------------------------------------------
 
 UNIT_FIELDS = ("name", "short_name", "code", "kind", "parent_id", "status", "sort_order", "phone", "address")
@@ -111,6 +124,8 @@ def unit_create(
     audit_record(
         actor=actor, action="org.unit.create", obj=unit, unit_id=unit.pk, changes=diff({}, _snapshot(unit, UNIT_FIELDS))
     )
+    if actor is not None:
+        actor.forget_scope()  # the new unit is in the actor's subtree from now on
     return unit
 
 
@@ -216,6 +231,7 @@ def person_create(
     for spec in posts:
         if actor is not None:
             ensure_can_manage(actor, spec.unit)
+            ensure_can_grant(actor, spec.role)
     user = User(
         username=username.strip(),
         full_name=full_name.strip(),
@@ -282,6 +298,7 @@ def post_add(*, actor: User | None, person: User, spec: PostSpec) -> Post:
     """Give a person one more post (兼职)."""
     if actor is not None:
         ensure_can_manage(actor, spec.unit)
+        ensure_can_grant(actor, spec.role)
     if Post.objects.filter(user=person, unit=spec.unit, role=spec.role).exists():
         raise ValidationError(_("该人员在此单位已有相同角色的岗位。"))
     post = _post_create(user=person, spec=spec, primary=spec.is_primary or not person.own_posts)
@@ -310,6 +327,24 @@ def post_remove(*, actor: User | None, post: Post) -> None:
         unit_id=post.unit_id,
         changes={"active": [True, False], "person": [post.user.username, post.user.username]},
     )
+
+
+@transaction.atomic
+def person_set_password(*, actor: User, person: User, password: str) -> User:
+    """A manager sets someone's password (new staff, imported staff, forgotten password)."""
+    if not any(can_manage_unit(actor, p.unit) for p in person.own_posts):
+        raise PermissionDenied(_("无权重置该人员的密码。"))
+    if person.is_platform_admin and not actor.has_role(Role.PLATFORM_ADMIN):
+        raise PermissionDenied(_("只有平台管理员可以重置平台管理员的密码。"))
+    person.set_password(password)
+    person.save(update_fields=["password"])
+    audit_record(
+        actor=actor,
+        action="org.person.password_reset",
+        obj=person,
+        unit_id=person.own_posts[0].unit_id if person.own_posts else None,
+    )
+    return person
 
 
 def password_changed(*, user: User) -> None:

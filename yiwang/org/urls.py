@@ -2,6 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from . import views
+from .urls_excel import urlpatterns as views_excel_urls
 
 app_name = "org"
 
@@ -21,10 +22,12 @@ urlpatterns = [
     path("people/<int:pk>/", views.person_detail, name="person_detail"),
     path("people/<int:pk>/edit/", views.person_edit, name="person_edit"),
     path("people/<int:pk>/posts/", views.post_add, name="post_add"),
+    path("people/<int:pk>/password/", views.person_set_password, name="person_set_password"),
     path("posts/<int:pk>/remove/", views.post_remove, name="post_remove"),
     path("delegations/", views.delegation_list, name="delegation_list"),
     path("delegations/<int:pk>/revoke/", views.delegation_revoke, name="delegation_revoke"),
     path("systems/", views.system_list, name="system_list"),
     path("systems/<int:pk>/", views.system_detail, name="system_detail"),
     path("keys/<int:pk>/revoke/", views.api_key_revoke, name="api_key_revoke"),
+    *views_excel_urls,
 ]

@@ -36,6 +36,7 @@ from .forms import (
     PersonFilterForm,
     PersonForm,
     PostForm,
+    SetPasswordForm,
     SystemForm,
     UnitFilterForm,
     UnitForm,
@@ -260,7 +261,7 @@ def person_create(request):
     units = _manageable_units(request.user)
     if not units:
         raise PermissionDenied(_("无权新增人员。"))
-    form = NewPersonForm(request.POST or None, units=units)
+    form = NewPersonForm(request.POST or None, units=units, actor=request.user)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         spec = services.PostSpec(
@@ -290,7 +291,7 @@ def person_create(request):
 def person_detail(request, pk: int):
     person = _get_or_404(selectors.person_list(user=request.user), pk)
     units = _manageable_units(request.user)
-    post_form = PostForm(units=units) if units else None
+    post_form = PostForm(units=units, actor=request.user) if units else None
     return render(
         request,
         "org/person_detail.html",
@@ -331,13 +332,13 @@ def person_edit(request, pk: int):
 @login_required
 def post_add(request, pk: int):
     person = _get_or_404(selectors.person_list(user=request.user), pk)
-    form = PostForm(request.POST, units=_manageable_units(request.user))
+    form = PostForm(request.POST, units=_manageable_units(request.user), actor=request.user)
     if form.is_valid():
         try:
             services.post_add(actor=request.user, person=person, spec=services.PostSpec(**form.cleaned_data))
             messages.success(request, _("岗位已添加。"))
-        except ValidationError as error:
-            messages.error(request, "；".join(error.messages))
+        except (ValidationError, PermissionDenied) as error:
+            messages.error(request, "；".join(getattr(error, "messages", None) or [str(error)]))
     else:
         messages.error(
             request,
@@ -350,6 +351,30 @@ def post_add(request, pk: int):
             },
         )
     return redirect("org:person_detail", pk=person.pk)
+
+
+@login_required
+def person_set_password(request, pk: int):
+    person = _get_or_404(selectors.person_list(user=request.user), pk)
+    if not any(services.can_manage_unit(request.user, p.unit) for p in person.active_posts):
+        raise PermissionDenied(_("无权重置该人员的密码。"))
+    form = SetPasswordForm(request.POST or None, person=person)
+    if request.method == "POST" and form.is_valid():
+        services.person_set_password(actor=request.user, person=person, password=form.cleaned_data["password"])
+        messages.success(
+            request, _("已为 %(name)s 设置新密码，请当面或电话告知本人，并提醒其登录后修改。") % {"name": person}
+        )
+        return redirect("org:person_detail", pk=person.pk)
+    return render(
+        request,
+        "org/form_page.html",
+        {
+            "form": form,
+            "title": _("设置密码：%(name)s") % {"name": person},
+            "submit_label": _("设置密码"),
+            "cancel_url": reverse("org:person_detail", args=[person.pk]),
+        },
+    )
 
 
 @require_POST

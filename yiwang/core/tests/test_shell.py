@@ -65,9 +65,28 @@ def test_real_worker_runs_a_task(tmp_path):
     assert not getattr(django_settings, "CELERY_TASK_ALWAYS_EAGER", False)
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="yiwang.settings")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "yiwang", "worker", "-P", "solo", "-l", "warning",
-         "-Q", "celery", "--without-gossip", "--without-mingle", "-n", f"test-{os.getpid()}@%h"],
-        env=env, cwd=django_settings.BASE_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "yiwang",
+            "worker",
+            "-P",
+            "solo",
+            "-l",
+            "warning",
+            "-Q",
+            "celery",
+            "--without-gossip",
+            "--without-mingle",
+            "-n",
+            f"test-{os.getpid()}@%h",
+        ],
+        env=env,
+        cwd=django_settings.BASE_DIR,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         from yiwang.core.tasks import ping

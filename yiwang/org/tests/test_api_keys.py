@@ -32,8 +32,12 @@ class TestApiKeys:
 
     def test_read_scope_cannot_write(self, client, system, units):
         _key, raw = services.api_key_issue(actor=None, system=system, name="k", scopes=["org:read"])
-        response = client.post("/api/org/units/", {"name": "x", "code": "X", "kind": "office"},
-                               content_type="application/json", **auth(raw))
+        response = client.post(
+            "/api/org/units/",
+            {"name": "x", "code": "X", "kind": "office"},
+            content_type="application/json",
+            **auth(raw),
+        )
         assert response.status_code == 403
 
     def test_revoked_key_is_401(self, client, system):
@@ -56,8 +60,13 @@ class TestApiKeys:
 
         from django.utils import timezone
 
-        _key, raw = services.api_key_issue(actor=None, system=system, name="k", scopes=["org:read"],
-                                           expires_at=timezone.now() - dt.timedelta(minutes=1))
+        _key, raw = services.api_key_issue(
+            actor=None,
+            system=system,
+            name="k",
+            scopes=["org:read"],
+            expires_at=timezone.now() - dt.timedelta(minutes=1),
+        )
         assert client.get("/api/org/units/", **auth(raw)).status_code == 401
 
     def test_issue_and_revoke_in_browser(self, admin_client, system):

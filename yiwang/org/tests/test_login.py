@@ -79,8 +79,9 @@ class TestAdminTotp:
         response = client.get(reverse("org:unit_list"))
         assert reverse("org:otp_verify") in response["Location"]
         assert client.post(reverse("org:otp_verify"), {"token": "abc"}).status_code == 200
-        response = client.post(reverse("org:otp_verify") + "?next=/org/units/",
-                               {"token": f"{totp(device.bin_key):06d}"})
+        response = client.post(
+            reverse("org:otp_verify") + "?next=/org/units/", {"token": f"{totp(device.bin_key):06d}"}
+        )
         assert response.status_code == 302 and response["Location"] == "/org/units/"
 
     def test_staff_needs_no_totp(self, client, alice):
@@ -92,16 +93,20 @@ class TestPasswordChange:
     def test_change_and_audit(self, alice_client, alice):
         from yiwang.core.models import AuditEntry
 
-        response = alice_client.post(reverse("org:password_change"), {
-            "old_password": PASSWORD, "new_password1": "Another-pass-2026", "new_password2": "Another-pass-2026"})
+        response = alice_client.post(
+            reverse("org:password_change"),
+            {"old_password": PASSWORD, "new_password1": "Another-pass-2026", "new_password2": "Another-pass-2026"},
+        )
         assert response.status_code == 302
         alice.refresh_from_db()
         assert alice.check_password("Another-pass-2026")
         assert AuditEntry.objects.filter(action="org.person.password_change", actor_id=alice.pk).exists()
 
     def test_mismatch_keeps_old_password(self, alice_client, alice):
-        response = alice_client.post(reverse("org:password_change"), {
-            "old_password": PASSWORD, "new_password1": "Another-pass-2026", "new_password2": "different-2026"})
+        response = alice_client.post(
+            reverse("org:password_change"),
+            {"old_password": PASSWORD, "new_password1": "Another-pass-2026", "new_password2": "different-2026"},
+        )
         assert response.status_code == 200
         alice.refresh_from_db()
         assert alice.check_password(PASSWORD)

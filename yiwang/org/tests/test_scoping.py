@@ -95,21 +95,28 @@ class TestScopingInApi:
 
     def test_staff_cannot_create_unit_via_api(self, client, alice, units):
         client.force_login(alice)
-        response = client.post("/api/org/units/", {"name": "新单位", "code": "NEW", "kind": "office",
-                                                   "parent": units["edu"].pk}, content_type="application/json")
+        response = client.post(
+            "/api/org/units/",
+            {"name": "新单位", "code": "NEW", "kind": "office", "parent": units["edu"].pk},
+            content_type="application/json",
+        )
         assert response.status_code == 403
         assert not Unit.objects.filter(code="NEW").exists()
 
     def test_admin_creates_unit_via_api(self, admin_client, units):
-        response = admin_client.post("/api/org/units/", {"name": "新单位", "code": "NEW", "kind": "office",
-                                                         "parent": units["edu"].pk}, content_type="application/json")
+        response = admin_client.post(
+            "/api/org/units/",
+            {"name": "新单位", "code": "NEW", "kind": "office", "parent": units["edu"].pk},
+            content_type="application/json",
+        )
         assert response.status_code == 201, response.content
         unit = Unit.objects.get(code="NEW")
         assert unit.path == f"{units['edu'].path}{unit.pk}/"
 
     def test_bad_input_gives_field_errors(self, admin_client, units):
-        response = admin_client.post("/api/org/units/", {"name": "", "code": "EDU", "kind": "nonsense"},
-                                     content_type="application/json")
+        response = admin_client.post(
+            "/api/org/units/", {"name": "", "code": "EDU", "kind": "nonsense"}, content_type="application/json"
+        )
         assert response.status_code == 400
         error = response.json()["error"]
         assert error["code"] == "invalid"

@@ -21,6 +21,6 @@ class Command(BaseCommand):
             result = demo.load()
             summary = "，".join(f"{k} {v}" for k, v in result.items())
             self.stdout.write(f"{config.verbose_name}: 新增 {summary}")
-        self.stdout.write(self.style.SUCCESS("\n演示账号（密码均为 %s）：" % DEMO_PASSWORD))
+        self.stdout.write(self.style.SUCCESS(f"\n演示账号（密码均为 {DEMO_PASSWORD}）："))
         for username, note in DEMO_LOGINS:
             self.stdout.write(f"  {username:<10} {note}")
