@@ -9,12 +9,24 @@ The district used in tests:
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from yiwang.org import services as org
 from yiwang.org.models import Role
 
 PASSWORD = "Yiwang-test-2026"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """With YIWANG_REQUIRE_SERVERS=1 (CI on PostgreSQL + Redis) a skipped test is a failure."""
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("YIWANG_REQUIRE_SERVERS") == "1" and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"CI 不允许跳过需要真实服务器的测试：{report.longrepr}"
 
 
 @pytest.fixture(autouse=True)
