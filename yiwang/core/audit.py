@@ -20,6 +20,7 @@ from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 from django.utils import timezone
+from django.utils.ipv6 import clean_ipv6_address
 
 from .models import AuditChainHead, AuditEntry
 
@@ -42,11 +43,14 @@ class AuditContextMiddleware:
 
 
 def _canonical_ip(value: str | None) -> str | None:
-    """The IP as the database will store it (IPv6 compressed), so the hash still matches."""
+    """The IP exactly as GenericIPAddressField stores it, so the hash still matches."""
+    if not value:
+        return None
     try:
-        return str(ipaddress.ip_address(value)) if value else None
+        ipaddress.ip_address(value)
     except ValueError:
         return None
+    return clean_ipv6_address(value) if ":" in value else value
 
 
 def _canonical(value: Any) -> Any:
@@ -121,8 +125,8 @@ def audit_record(
         actor_name=(actor.get_full_name() or actor.get_username()) if is_person else "系统",
         unit_id=unit_id,
         action=action,
-        object_type=object_type,
-        object_id=object_id,
+        object_type=object_type[:64],
+        object_id=object_id[:64],
         object_repr=object_repr[:255],
         changes=_normalise(changes or {}),
         ip=_canonical_ip(_request_ip.get()),

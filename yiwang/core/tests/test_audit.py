@@ -126,12 +126,24 @@ class TestAuditRecord:
         audit_chain()
         assert audit_verify() is None
 
-    def test_canonical_ipv6_address_verifies(self):
+    @pytest.mark.parametrize("remote_addr", ["2001:db8::1", "fe80::1", "::1"])
+    def test_other_ipv6_forms_verify(self, remote_addr):
         def view(request):
             audit_record(actor=None, action="test.ip6", object_type="x", object_id="1")
             return HttpResponse()
 
-        AuditContextMiddleware(view)(RequestFactory().get("/", REMOTE_ADDR="2001:db8::1"))
+        AuditContextMiddleware(view)(RequestFactory().get("/", REMOTE_ADDR=remote_addr))
+        audit_chain()
+        assert audit_verify() is None
+
+    @pytest.mark.parametrize("remote_addr", ["::ffff:192.0.2.1", "::FFFF:c000:0201", "::ffff:10.0.0.1"])
+    def test_ipv4_mapped_address_verifies(self, remote_addr):
+        # ::ffff:a.b.c.d is what a dual-stack ([::]) listener reports for an IPv4 client.
+        def view(request):
+            audit_record(actor=None, action="test.ip6", object_type="x", object_id="1")
+            return HttpResponse()
+
+        AuditContextMiddleware(view)(RequestFactory().get("/", REMOTE_ADDR=remote_addr))
         audit_chain()
         assert audit_verify() is None
 
