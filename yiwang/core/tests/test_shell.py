@@ -44,6 +44,8 @@ class TestHealthz:
     def test_broker_down_is_503(self, client, monkeypatch):
         from yiwang.celery import app
 
+        # Celery reads CELERY_BROKER_URL from the environment before its own config.
+        monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:1/0")
         monkeypatch.setattr(app.conf, "broker_url", "redis://127.0.0.1:1/0")
         response = client.get("/healthz")
         assert response.status_code == 503
