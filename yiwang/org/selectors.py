@@ -30,14 +30,15 @@ def person_list(
     *, user: User, q: str = "", unit: int | None = None, role: str = "", active: str = ""
 ) -> QuerySet[User]:
     """People holding a post in a unit the user may see (service accounts excluded)."""
+    # id IN (subquery) rather than a join + DISTINCT: counting 10,000 people stays an index scan.
     visible_posts = scope(Post.objects.filter(active=True), user)
-    qs = User.objects.filter(is_system=False, posts__in=visible_posts).distinct()
+    if unit:
+        visible_posts = visible_posts.filter(unit_id=unit)
+    if role:
+        visible_posts = visible_posts.filter(role__code=role)
+    qs = User.objects.filter(is_system=False, id__in=visible_posts.values("user_id"))
     if q:
         qs = search(qs, q)
-    if unit:
-        qs = qs.filter(posts__unit_id=unit, posts__active=True)
-    if role:
-        qs = qs.filter(posts__role__code=role, posts__active=True)
     if active in ("1", "0"):
         qs = qs.filter(is_active=active == "1")
     active_posts = Post.objects.filter(active=True).select_related("unit", "role").order_by("-is_primary", "id")
