@@ -44,9 +44,11 @@ class TestHealthz:
     def test_broker_down_is_503(self, client, monkeypatch):
         from yiwang.celery import app
 
-        # Celery reads CELERY_BROKER_URL from the environment before its own config.
-        monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:1/0")
-        monkeypatch.setattr(app.conf, "broker_url", "redis://127.0.0.1:1/0")
+        from kombu import Connection
+
+        # Patch only the connection healthz opens: changing app.conf would leak into the
+        # app's cached producer pool and break later tests in the same process.
+        monkeypatch.setattr(app, "connection_for_write", lambda: Connection("redis://127.0.0.1:1/0"))
         response = client.get("/healthz")
         assert response.status_code == 503
         assert response.json()["checks"]["broker"].startswith("error")
