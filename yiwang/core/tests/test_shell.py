@@ -42,9 +42,9 @@ class TestHealthz:
         assert response.json()["checks"] == {"database": "ok", "broker": "ok"}
 
     def test_broker_down_is_503(self, client, monkeypatch):
-        from yiwang.celery import app
-
         from kombu import Connection
+
+        from yiwang.celery import app
 
         # Patch only the connection healthz opens: changing app.conf would leak into the
         # app's cached producer pool and break later tests in the same process.
