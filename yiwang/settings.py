@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "csp",
     "yiwang.core",
     "yiwang.org",
+    "yiwang.workflow",
 ]
 
 MIDDLEWARE = [
@@ -253,6 +254,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "audit-chain": {"task": "yiwang.core.tasks.audit_chain", "schedule": 5.0},
+    "workflow-reminders": {"task": "yiwang.workflow.tasks.send_reminders", "schedule": 15 * 60.0},
 }
 
 # --- yiwang ---------------------------------------------------------------------------

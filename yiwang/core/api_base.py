@@ -38,7 +38,9 @@ def exception_handler(exc, context):
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
-        exc = exceptions.PermissionDenied()
+        reason = str(exc)
+        exc = exceptions.PermissionDenied(reason or None)
+        exc.yiwang_message = bool(reason)  # a service's own reason ("这不是您的待办") is kept
     elif isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
     from rest_framework.views import exception_handler as drf_exception_handler
@@ -50,6 +52,8 @@ def exception_handler(exc, context):
         code = "invalid"
         details = response.data if isinstance(response.data, dict) else {"non_field_errors": response.data}
         message = _MESSAGES["invalid"]
+        if list(details) == ["non_field_errors"] and details["non_field_errors"]:
+            message = str(details["non_field_errors"][0])  # a business-rule refusal: say it plainly
     else:
         code = exc.get_codes() if isinstance(exc.get_codes(), str) else "error"
         detail = getattr(exc, "detail", "")

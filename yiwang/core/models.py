@@ -108,3 +108,27 @@ class CalendarOverride(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.name}"
+
+
+class Notice(models.Model):
+    """An in-app notice to one person (站内提醒), e.g. a workflow reminder.
+
+    SMS goes through notify; this is the channel every module has even without it.
+    """
+
+    recipient_id = models.BigIntegerField(_("接收人"), db_index=True)
+    module = models.CharField(_("来源模块"), max_length=32, blank=True)
+    title = models.CharField(_("标题"), max_length=200)
+    body = models.TextField(_("内容"), blank=True)
+    url = models.CharField(_("链接"), max_length=300, blank=True)
+    created_at = models.DateTimeField(_("时间"), auto_now_add=True, db_index=True)
+    read_at = models.DateTimeField(_("已读时间"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("站内提醒")
+        verbose_name_plural = _("站内提醒")
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["recipient_id", "read_at"], name="core_notice_unread")]
+
+    def __str__(self) -> str:
+        return self.title

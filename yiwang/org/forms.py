@@ -237,7 +237,9 @@ class SystemForm(forms.Form):
 class ApiKeyForm(forms.Form):
     name = forms.CharField(label=_("密钥名称"), max_length=100)
     kind = forms.ChoiceField(label=_("类型"), choices=ApiKey.Kind.choices)
-    scopes = forms.MultipleChoiceField(label=_("权限范围"), choices=API_SCOPES, widget=forms.CheckboxSelectMultiple)
+    scopes = forms.MultipleChoiceField(
+        label=_("权限范围"), choices=lambda: API_SCOPES, widget=forms.CheckboxSelectMultiple
+    )
     expires_at = forms.DateTimeField(
         label=_("过期时间"), required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
     )

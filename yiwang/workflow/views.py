@@ -1,0 +1,9 @@
+"""Screens of workflow (placeholder until the UI lands)."""
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse
+
+
+@login_required
+def inbox(request):
+    return HttpResponse("")
