@@ -118,17 +118,21 @@ def _people_in(unit: Unit, *, role: str = "", rank: str = "") -> list[User]:
     return list(User.objects.filter(_active_people(), posts__in=posts).distinct().order_by("id"))
 
 
-def _leaders_up(unit: Unit | None, rank: str) -> list[User]:
-    """Leaders of ``unit``; an office (科室) without its own leader goes up to its parent."""
+def _leaders_up(unit: Unit | None, rank: str, *, exclude: User | None = None) -> list[User]:
+    """Leaders of ``unit``; an office (科室) without its own leader goes up to its parent.
+
+    The initiator is never their own approver: a leader's request goes to the other
+    leaders of the unit, or up the tree.
+    """
     while unit is not None:
-        people = _people_in(unit, rank=rank)
+        people = [p for p in _people_in(unit, rank=rank) if exclude is None or p.pk != exclude.pk]
         if people:
             return people
         unit = unit.parent
     return []
 
 
-def resolve(rule: dict, *, unit: Unit | None, lead_unit: Unit | None) -> list[User]:
+def resolve(rule: dict, *, unit: Unit | None, lead_unit: Unit | None, initiator: User | None = None) -> list[User]:
     """The people an assignee rule names for a case started in ``unit`` (lead unit optional)."""
     kind = rule.get("type")
     if kind == "person":
@@ -137,7 +141,7 @@ def resolve(rule: dict, *, unit: Unit | None, lead_unit: Unit | None) -> list[Us
         target = Unit.objects.filter(code=rule.get("unit"), status=Unit.Status.ACTIVE).first()
         return _people_in(target, role=rule.get("role", "")) if target else []
     if kind == "initiator_leader":
-        return _leaders_up(unit, rule.get("rank", ""))
+        return _leaders_up(unit, rule.get("rank", ""), exclude=initiator)
     if kind == "lead_unit":
         target = lead_unit or unit
         if target is None:

@@ -247,11 +247,11 @@ def _attach(action: Action, files: Sequence[UploadedFile], actor: User) -> None:
         )
 
 
-def _plan(definition: ProcessDefinition, *, fields: dict, unit: Unit, lead_unit: Unit | None) -> None:
+def _plan(definition: ProcessDefinition, *, fields: dict, unit: Unit, lead_unit: Unit | None, initiator: User) -> None:
     """Refuse to start a case that would get stuck: every applicable step must have someone."""
     for index, step in enumerate(definition.steps):
         if schema.condition_holds(step.get("condition"), fields) and not schema.resolve(
-            step["assignee"], unit=unit, lead_unit=lead_unit
+            step["assignee"], unit=unit, lead_unit=lead_unit, initiator=initiator
         ):
             raise ValidationError(
                 _("无法发起：第 %(n)s 步“%(name)s”找不到办理人（%(rule)s），请联系平台管理员调整流程。")
@@ -287,7 +287,7 @@ def case_start(
         raise ValidationError({"fields": _("业务字段必须是可保存为 JSON 的值。")}) from exc
     comment = _clean_comment(comment)
     _check_files(files)
-    _plan(definition, fields=fields, unit=unit, lead_unit=lead_unit)
+    _plan(definition, fields=fields, unit=unit, lead_unit=lead_unit, initiator=initiator)
     now = _now()
     case = Case.objects.create(
         definition=definition,
@@ -326,7 +326,7 @@ def _activate(case: Case, index: int, *, sender: User | None, exact: bool = Fals
         _finish(case, Case.Status.APPROVED, actor=sender)
         return
     step = steps[index]
-    people = schema.resolve(step["assignee"], unit=case.unit, lead_unit=case.lead_unit)
+    people = schema.resolve(step["assignee"], unit=case.unit, lead_unit=case.lead_unit, initiator=case.initiator)
     note = ""
     if not people:
         # People left since the case started: hand it to the platform admins rather than stall.

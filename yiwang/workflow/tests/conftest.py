@@ -27,9 +27,7 @@ def frank(units, roles):
 
 
 def save(code="test.simple", steps=None, *, limit=None, name="测试流程", module="oa"):
-    return services.definition_save(
-        actor=None, code=code, name=name, module=module, steps=steps, case_time_limit=limit
-    )
+    return services.definition_save(actor=None, code=code, name=name, module=module, steps=steps, case_time_limit=limit)
 
 
 @pytest.fixture
@@ -37,8 +35,13 @@ def simple(carol):
     """One step: the initiator's principal leader approves within 3 working days."""
     return save(
         steps=[
-            {"key": "sign", "name": "局长审批", "kind": "single", "assignee": {"type": "initiator_leader",
-             "rank": "principal"}, "time_limit": 3}
+            {
+                "key": "sign",
+                "name": "局长审批",
+                "kind": "single",
+                "assignee": {"type": "initiator_leader", "rank": "principal"},
+                "time_limit": 3,
+            }
         ],
         limit=10,
     )
@@ -50,13 +53,27 @@ def chain(carol, bob, erin, frank):
     return save(
         code="test.chain",
         steps=[
-            {"key": "leader", "name": "局长审核", "kind": "single",
-             "assignee": {"type": "initiator_leader", "rank": "principal"}, "time_limit": 2},
-            {"key": "finance", "name": "财政会签", "kind": "countersign",
-             "assignee": {"type": "person", "usernames": ["bob", "frank"]}, "time_limit": 3},
-            {"key": "big", "name": "财政局长审批", "kind": "single",
-             "assignee": {"type": "role", "unit": "FIN", "role": "leader"},
-             "condition": {"field": "amount", "op": "gt", "value": 100000}},
+            {
+                "key": "leader",
+                "name": "局长审核",
+                "kind": "single",
+                "assignee": {"type": "initiator_leader", "rank": "principal"},
+                "time_limit": 2,
+            },
+            {
+                "key": "finance",
+                "name": "财政会签",
+                "kind": "countersign",
+                "assignee": {"type": "person", "usernames": ["bob", "frank"]},
+                "time_limit": 3,
+            },
+            {
+                "key": "big",
+                "name": "财政局长审批",
+                "kind": "single",
+                "assignee": {"type": "role", "unit": "FIN", "role": "leader"},
+                "condition": {"field": "amount", "op": "gt", "value": 100000},
+            },
         ],
         limit=15,
     )
