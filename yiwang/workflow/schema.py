@@ -118,14 +118,14 @@ def _people_in(unit: Unit, *, role: str = "", rank: str = "") -> list[User]:
     return list(User.objects.filter(_active_people(), posts__in=posts).distinct().order_by("id"))
 
 
-def _leaders_up(unit: Unit | None, rank: str, *, exclude: User | None = None) -> list[User]:
-    """Leaders of ``unit``; an office (科室) without its own leader goes up to its parent.
+def _leaders_up(unit: Unit | None, rank: str, *, role: str = "", exclude: User | None = None) -> list[User]:
+    """Leaders (or holders of ``role``) of ``unit``; an office (科室) without one goes up to its parent.
 
     The initiator is never their own approver: a leader's request goes to the other
     leaders of the unit, or up the tree.
     """
     while unit is not None:
-        people = [p for p in _people_in(unit, rank=rank) if exclude is None or p.pk != exclude.pk]
+        people = [p for p in _people_in(unit, role=role, rank=rank) if exclude is None or p.pk != exclude.pk]
         if people:
             return people
         unit = unit.parent
@@ -143,12 +143,7 @@ def resolve(rule: dict, *, unit: Unit | None, lead_unit: Unit | None, initiator:
     if kind == "initiator_leader":
         return _leaders_up(unit, rule.get("rank", ""), exclude=initiator)
     if kind == "lead_unit":
-        target = lead_unit or unit
-        if target is None:
-            return []
-        if rule.get("role"):
-            return _people_in(target, role=rule["role"], rank=rule.get("rank", ""))
-        return _leaders_up(target, rule.get("rank", ""))
+        return _leaders_up(lead_unit or unit, rule.get("rank", ""), role=rule.get("role", ""), exclude=initiator)
     return []
 
 
