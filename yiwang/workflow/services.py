@@ -350,19 +350,34 @@ def _activate(case: Case, index: int, *, sender: User | None, exact: bool = Fals
         signals.task_created.send(sender=Case, case=case, task=task)
 
 
-def _new_task(case, index, name, person, *, sender, required, due, now=None) -> Task:
+def _new_task(case, index, name, person, *, sender, required, due, now=None, round=None) -> Task:
     return Task.objects.create(
         case=case,
         module=case.module,
         title=case.title,
         step_index=index,
         step_name=name,
-        round=case.step_round,
+        round=case.step_round if round is None else round,
         assignee=person,
         sender=sender,
         required=required,
         created_at=now or _now(),
         due_date=due,
+    )
+
+
+def _reassign(case: Case, task: Task, to_user: User, *, actor: User) -> Task:
+    """Close ``task`` as transferred and give the same share of the step to ``to_user``."""
+    _close(task, Task.Outcome.TRANSFERRED, actor)
+    return _new_task(
+        case,
+        task.step_index,
+        task.step_name,
+        to_user,
+        sender=actor,
+        required=task.required,
+        due=task.due_date,
+        round=task.round,
     )
 
 
@@ -560,12 +575,7 @@ def task_transfer(*, task: Task, actor: User, to_user: User, comment: str = "") 
         step_index=task.step_index, round=task.round, assignee=to_user, status=Task.Status.OPEN
     ).exists():
         raise ValidationError({"to_user": _("%(name)s 在本环节已有待办。") % {"name": to_user}})
-    _close(task, Task.Outcome.TRANSFERRED, actor)
-    new = _new_task(
-        case, task.step_index, task.step_name, to_user, sender=actor, required=task.required, due=task.due_date
-    )
-    new.round = task.round
-    new.save(update_fields=["round"])
+    new = _reassign(case, task, to_user, actor=actor)
     _history(
         case,
         Action.Kind.TRANSFER,
@@ -641,10 +651,18 @@ def task_add_signers(*, task: Task, actor: User, people: Iterable[User], comment
         _check_person(person, "people")
         if person.pk in busy:
             raise ValidationError({"people": _("%(name)s 在本环节已有待办。") % {"name": person}})
-        new = _new_task(case, task.step_index, task.step_name, person, sender=actor, required=True, due=task.due_date)
-        new.round = task.round
-        new.save(update_fields=["round"])
-        new_tasks.append(new)
+        new_tasks.append(
+            _new_task(
+                case,
+                task.step_index,
+                task.step_name,
+                person,
+                sender=actor,
+                required=True,
+                due=task.due_date,
+                round=task.round,
+            )
+        )
     _history(
         case,
         Action.Kind.ADD_SIGNER,
@@ -948,3 +966,52 @@ def reminders_send(*, today=None) -> dict[str, int]:
                 signals.case_overdue.send(sender=Case, case=case)
                 sent["cases_overdue"] += 1
     return sent
+
+
+@transaction.atomic
+def tasks_hand_over(*, actor: User, from_user: User, to_user: User, reason: str) -> int:
+    """Move all of a person's open tasks to someone else (工作交接), e.g. when they change post.
+
+    Only a manager of one of ``from_user``'s units (or a platform admin) may do this; each task is
+    transferred with the usual history line, so every case shows who took over and why.
+    """
+    from yiwang.org.services import can_manage_unit
+
+    if not actor.is_platform_admin and not any(can_manage_unit(actor, post.unit) for post in from_user.own_posts):
+        raise PermissionDenied(_("只有该人员所在单位的管理员可以办理工作交接。"))
+    _check_person(to_user)
+    if to_user.pk == from_user.pk:
+        raise ValidationError({"to_user": _("交接双方不能是同一人。")})
+    reason = _clean_comment(reason, required=True, what=_("交接原因"))
+    moved = 0
+    for task in Task.objects.filter(assignee=from_user, status=Task.Status.OPEN).order_by("case_id", "id"):
+        case, task = _lock(task)
+        if task.status != Task.Status.OPEN or not case.is_running:
+            continue
+        if case.tasks.filter(
+            step_index=task.step_index, round=task.round, assignee=to_user, status=Task.Status.OPEN
+        ).exists():
+            # the successor already holds this step: the predecessor's share simply lapses
+            task.status = Task.Status.CANCELLED
+            task.save(update_fields=["status"])
+        else:
+            signals.task_created.send(sender=Case, case=case, task=_reassign(case, task, to_user, actor=actor))
+        _history(
+            case,
+            Action.Kind.TRANSFER,
+            actor=actor,
+            task=task,
+            comment=reason,
+            on_behalf_of=from_user,
+            to_user=to_user.username,
+            to_name=str(to_user),
+            hand_over=True,
+        )
+        moved += 1
+    audit_record(
+        actor=actor,
+        action="workflow.tasks.hand_over",
+        obj=from_user,
+        changes={"to": [None, to_user.username], "tasks": [None, moved]},
+    )
+    return moved

@@ -379,3 +379,25 @@ class TestActions:
         services.task_approve(task=open_task(carol), actor=carol)
         actions = set(AuditEntry.objects.values_list("action", flat=True))
         assert {"workflow.case.start", "workflow.task.approve", "workflow.case.approved"} <= actions
+
+
+class TestHandOver:
+    def test_a_unit_admin_hands_over_all_open_tasks(self, alice, carol, dave, bob, units, roles, simple, chain):
+        from conftest import make_person
+
+        manager = make_person("ivy", "周敏", units["edu"], roles["unit_admin"], title="办公室主任")
+        first = start(alice, process="test.simple")
+        second = start(alice)
+        assert selectors.inbox_count(carol) == 2
+        with pytest.raises(PermissionDenied):
+            services.tasks_hand_over(actor=bob, from_user=carol, to_user=dave, reason="调岗")
+        with pytest.raises(ValidationError, match="交接原因"):
+            services.tasks_hand_over(actor=manager, from_user=carol, to_user=dave, reason="")
+        moved = services.tasks_hand_over(actor=manager, from_user=carol, to_user=dave, reason="陈静调任")
+        assert moved == 2 and selectors.inbox_count(carol) == 0 and selectors.inbox_count(dave) == 2
+        for case in (first, second):
+            line = case.actions.get(kind=Action.Kind.TRANSFER)
+            assert line.on_behalf_of == carol and line.data["hand_over"] is True
+        services.task_approve(task=open_task(dave, first), actor=dave)
+        first.refresh_from_db()
+        assert first.status == Case.Status.APPROVED
