@@ -192,3 +192,13 @@ class TestReminders:
             assert services.reminders_send() == {"due_soon": 0, "overdue": 0, "cases_overdue": 0}
         assert Task.objects.get().reminded_on is None
         assert Case.objects.get().is_suspended
+
+
+def test_beat_runs_the_reminder_job(settings, alice, carol, three_days):
+    from yiwang.workflow import tasks
+
+    assert settings.CELERY_BEAT_SCHEDULE["workflow-reminders"]["task"] == tasks.send_reminders.name
+    with at("2026-09-30"):
+        start(alice)
+    with at("2026-10-12"):
+        assert tasks.send_reminders.apply().get() == {"due_soon": 0, "overdue": 1, "cases_overdue": 0}
