@@ -819,32 +819,45 @@ def _shift_deadlines(case: Case, days: int) -> None:
         case.save(update_fields=["overdue_notified"])
 
 
-def _extension_process() -> ProcessDefinition:
-    """The built-in process that approves extensions: any leader of the requester's unit."""
-    definition = ProcessDefinition.objects.filter(
-        code=EXTENSION_PROCESS, status=ProcessDefinition.Status.ACTIVE
-    ).first()
+def builtin_process(*, code: str, name: str, module: str, description: str, steps: list[dict]) -> ProcessDefinition:
+    """The active version of a process a module relies on, created on first use.
+
+    An admin may later save a new version in the editor (e.g. to change the approver);
+    the module keeps using whichever version is active. A disabled one is not revived.
+    """
+    definition = ProcessDefinition.objects.filter(code=code).order_by("-version").first()
     if definition is None:
         try:
             with transaction.atomic():
                 definition = ProcessDefinition.objects.create(
-                    code=EXTENSION_PROCESS,
-                    name=_("延期审批"),
-                    module="workflow",
-                    description=_("办理期限延期须经申请人所在单位领导批准"),
-                    steps=[
-                        {
-                            "key": "approve",
-                            "name": _("单位领导审批"),
-                            "kind": "any_one",
-                            "assignee": {"type": "initiator_leader", "rank": ""},
-                            "time_limit": 2,
-                        }
-                    ],
+                    code=code, name=name, module=module, description=description, steps=schema.validate_steps(steps)
                 )
         except IntegrityError:
-            definition = _active_definition(EXTENSION_PROCESS)
-    return definition
+            definition = None
+    return (
+        definition
+        if definition is not None and definition.status == ProcessDefinition.Status.ACTIVE
+        else (_active_definition(code))
+    )
+
+
+def _extension_process() -> ProcessDefinition:
+    """The built-in process that approves extensions: any leader of the requester's unit."""
+    return builtin_process(
+        code=EXTENSION_PROCESS,
+        name=_("延期审批"),
+        module="workflow",
+        description=_("办理期限延期须经申请人所在单位领导批准"),
+        steps=[
+            {
+                "key": "approve",
+                "name": _("单位领导审批"),
+                "kind": "any_one",
+                "assignee": {"type": "initiator_leader", "rank": ""},
+                "time_limit": 2,
+            }
+        ],
+    )
 
 
 @transaction.atomic
