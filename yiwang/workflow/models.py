@@ -14,6 +14,7 @@ import datetime as dt
 from django.conf import settings
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
@@ -29,7 +30,14 @@ class ProcessDefinition(TimeStamped):
         RETIRED = "retired", _("历史版本")
         DISABLED = "disabled", _("停用")
 
-    code = models.SlugField(_("流程代码"), max_length=64, help_text=_("如 oa.outgoing；各版本共用"))
+    code = models.CharField(
+        _("流程代码"),
+        max_length=64,
+        help_text=_("如 oa.outgoing；各版本共用"),
+        validators=[
+            RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", _("流程代码只能用英文字母、数字、点、横线和下划线。"))
+        ],
+    )
     version = models.PositiveIntegerField(_("版本"), default=1)
     name = models.CharField(_("流程名称"), max_length=100)
     module = models.CharField(_("所属模块"), max_length=32)
@@ -37,6 +45,9 @@ class ProcessDefinition(TimeStamped):
     steps = models.JSONField(_("环节"), default=list)
     case_time_limit = models.PositiveIntegerField(_("总时限（工作日）"), null=True, blank=True)
     status = models.CharField(_("状态"), max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    # A process a module starts on its own objects (extension, mass-send approval) cannot be
+    # started by hand from the general start page or API.
+    internal = models.BooleanField(_("模块内部流程"), default=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -167,6 +167,16 @@ def describe_rule(rule: dict) -> str:
 # --- validation ----------------------------------------------------------------------
 
 
+_WRONG_TYPE = "?"  # stands in for a non-string where a string belongs: never a valid choice
+
+
+def _text(value: Any) -> str:
+    """A JSON value that must be a string: None is "", any other type is invalid."""
+    if value is None:
+        return ""
+    return value.strip() if isinstance(value, str) else _WRONG_TYPE
+
+
 def _step_label(index: int, step: dict) -> str:
     name = step.get("name") if isinstance(step, dict) else ""
     return _("第 %(n)s 步“%(name)s”") % {"n": index + 1, "name": name or "?"}
@@ -187,9 +197,9 @@ def validate_steps(steps: Any) -> list[dict]:
         if not isinstance(step, dict):
             errors.append(_("%(step)s：格式错误。") % {"step": label})
             continue
-        key = str(step.get("key") or f"step{index + 1}").strip()
-        name = str(step.get("name") or "").strip()
-        kind = step.get("kind") or "single"
+        key = _text(step.get("key")) or f"step{index + 1}"
+        name = step["name"].strip() if isinstance(step.get("name"), str) else ""
+        kind = _text(step.get("kind")) or "single"
         if not _KEY.match(key):
             errors.append(_("%(step)s：环节代码只能用小写字母、数字和下划线，并以字母开头。") % {"step": label})
         elif key in keys:
@@ -221,12 +231,14 @@ def validate_steps(steps: Any) -> list[dict]:
 
 
 def _validate_rule(rule: Any, label: str, role_codes: set[str], errors: list[str]) -> dict:
-    if not isinstance(rule, dict) or rule.get("type") not in RULE_TYPES:
+    if not isinstance(rule, dict) or _text(rule.get("type")) not in RULE_TYPES:
         errors.append(_("%(step)s：请选择办理人规则。") % {"step": label})
         return {}
     kind = rule["type"]
     if kind == "person":
         usernames = rule.get("usernames")
+        if not isinstance(usernames, str | list):
+            usernames = []
         if isinstance(usernames, str):
             usernames = usernames.replace("，", ",").replace("、", ",").split(",")
         usernames = [str(u).strip() for u in usernames or [] if str(u).strip()]
@@ -238,14 +250,14 @@ def _validate_rule(rule: Any, label: str, role_codes: set[str], errors: list[str
         if missing:
             errors.append(_("%(step)s：找不到在岗人员 %(names)s。") % {"step": label, "names": "、".join(missing)})
         return {"type": kind, "usernames": list(dict.fromkeys(usernames))}
-    rank = rule.get("rank") or ""
-    role = rule.get("role") or ""
+    rank = _text(rule.get("rank"))
+    role = _text(rule.get("role"))
     if rank not in RANKS:
         errors.append(_("%(step)s：未知的领导类别。") % {"step": label})
     if role and role not in role_codes:
         errors.append(_("%(step)s：未知的角色 %(role)s。") % {"step": label, "role": role})
     if kind == "role":
-        unit_code = rule.get("unit") or ""
+        unit_code = _text(rule.get("unit"))
         if not role or not unit_code:
             errors.append(_("%(step)s：请选择单位和角色。") % {"step": label})
         elif role in role_codes:
@@ -269,7 +281,10 @@ def _validate_condition(condition: Any, label: str, errors: list[str]) -> dict |
     if not isinstance(condition, dict):
         errors.append(_("%(step)s：条件格式错误。") % {"step": label})
         return None
-    field, op, value = str(condition.get("field") or "").strip(), condition.get("op"), condition.get("value")
+    field, op, value = _text(condition.get("field")), _text(condition.get("op")), condition.get("value")
+    if isinstance(value, dict | list) and op != "in":
+        errors.append(_("%(step)s：条件值必须是文字或数字。") % {"step": label})
+        return None
     if not field and op in (None, "") and value in (None, ""):
         return None
     if not _FIELD.match(field):

@@ -69,9 +69,11 @@ def can_view_case(case: Case, user: User) -> bool:
 
 def case_list(*, user: User, module: str = "", status: str = "", q: str = "", mine: bool = False) -> QuerySet[Case]:
     """Cases the user may see: those of units in scope, plus those they started or took part in."""
-    participated = Task.objects.filter(case=OuterRef("pk")).filter(Q(assignee=user) | Q(acted_by=user))
+    # The same rule as can_view_case: scope of the unit or the lead unit, initiator, participants.
+    participated = Task.objects.filter(case=OuterRef("pk")).filter(_mine(user) | Q(acted_by=user))
     in_scope = scope(Case.objects.all(), user).values("pk")
-    qs = Case.objects.filter(Q(pk__in=in_scope) | Q(initiator=user) | Exists(participated))
+    lead_in_scope = scope(Case.objects.filter(lead_unit__isnull=False), user, unit_field="lead_unit").values("pk")
+    qs = Case.objects.filter(Q(pk__in=in_scope) | Q(pk__in=lead_in_scope) | Q(initiator=user) | Exists(participated))
     if mine:
         qs = Case.objects.filter(initiator=user)
     if module:

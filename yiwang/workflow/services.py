@@ -77,7 +77,8 @@ def definition_save(
     """Save a process as its next version; new cases start on it, running cases keep theirs."""
     _check_admin(actor)
     errors: dict[str, list[str]] = {}
-    code = (code or "").strip()
+    code, name, module = (v.strip() if isinstance(v, str) else "" for v in (code, name, module))
+    description = description if isinstance(description, str) else ""
     if not code or len(code) > 64 or not all(c.isalnum() or c in "._-" for c in code) or not code.isascii():
         errors["code"] = [_("流程代码只能用英文字母、数字、点、横线和下划线。")]
     if not (name or "").strip():
@@ -112,6 +113,7 @@ def definition_save(
         description=(description or "").strip()[:300],
         steps=clean_steps,
         case_time_limit=case_time_limit,
+        internal=latest.internal if latest else False,
         created_by=actor,
     )
     audit_record(
@@ -271,15 +273,24 @@ def case_start(
     lead_unit: Unit | None = None,
     comment: str = "",
     files: Sequence[UploadedFile] = (),
+    manual: bool = False,
 ) -> Case:
-    """Start a case of the active version of ``process`` on a module's object (``subject``)."""
+    """Start a case of the active version of ``process`` on a module's object (``subject``).
+
+    ``manual=True`` is for the general start page and API: processes a module runs on its own
+    objects (``internal``) cannot be started that way.
+    """
     definition = process if isinstance(process, ProcessDefinition) else _active_definition(process)
+    if manual and definition.internal:
+        raise ValidationError({"process": _("该流程由业务模块自动发起，不能手工发起。")})
     unit = unit or initiator.acting_unit
     if unit is None:
         raise ValidationError(_("发起人没有所在单位，无法发起流程。"))
     title = (title or "").strip()
     if not title or len(title) > 200:
         raise ValidationError({"title": _("请填写标题（不超过 200 字）。")})
+    if fields is not None and not isinstance(fields, dict):
+        raise ValidationError({"fields": _("业务字段必须是对象（键值对）。")})
     fields = dict(fields or {})
     try:
         json.dumps(fields)
@@ -382,10 +393,14 @@ def _reassign(case: Case, task: Task, to_user: User, *, actor: User) -> Task:
 
 
 def _finish(case: Case, status: str, *, actor: User | None, comment: str = "") -> None:
+    now = _now()
+    if case.is_suspended:  # a finished case is not paused any more: close the ledger line
+        case.suspensions.filter(ended_at__isnull=True).update(ended_at=now, ended_by=actor)
+        case.suspended_at = None
     case.status = status
-    case.finished_at = _now()
+    case.finished_at = now
     case.step_index = None
-    case.save(update_fields=["status", "finished_at", "step_index", "updated_at"])
+    case.save(update_fields=["status", "finished_at", "step_index", "suspended_at", "updated_at"])
     case.tasks.filter(status=Task.Status.OPEN).update(status=Task.Status.CANCELLED)
     _history(case, Action.Kind.FINISH, actor=actor, comment=comment, status=status)
     audit_record(actor=actor, action=f"workflow.case.{status}", obj=case, unit_id=case.unit_id)
@@ -761,10 +776,10 @@ def can_manage_clock(case: Case, user: User) -> bool:
 def case_suspend(*, case: Case, actor: User, reason: str) -> Suspension:
     """Pause the case's clocks (挂起), e.g. while the applicant corrects documents."""
     case = Case.objects.select_for_update().get(pk=case.pk)
-    if not can_manage_clock(case, actor):
-        raise PermissionDenied(_("只有当前办理人可以挂起流程。"))
     if not case.is_running:
         raise ValidationError(_("该流程已办结，无法挂起。"))
+    if not can_manage_clock(case, actor):
+        raise PermissionDenied(_("只有当前办理人可以挂起流程。"))
     if case.is_suspended:
         raise ValidationError(_("该流程已处于挂起状态。"))
     reason = _clean_comment(reason, required=True, what=_("挂起原因"))[:200]
@@ -781,6 +796,8 @@ def case_suspend(*, case: Case, actor: User, reason: str) -> Suspension:
 def case_resume(*, case: Case, actor: User, reason: str = "") -> Suspension:
     """Restart the clocks; the paused working days move every open deadline later."""
     case = Case.objects.select_for_update().get(pk=case.pk)
+    if not case.is_running:
+        raise ValidationError(_("该流程已办结，无需恢复。"))
     if not can_manage_clock(case, actor):
         raise PermissionDenied(_("只有当前办理人可以恢复流程。"))
     suspension = case.suspensions.filter(ended_at__isnull=True).first()
@@ -830,7 +847,12 @@ def builtin_process(*, code: str, name: str, module: str, description: str, step
         try:
             with transaction.atomic():
                 definition = ProcessDefinition.objects.create(
-                    code=code, name=name, module=module, description=description, steps=schema.validate_steps(steps)
+                    code=code,
+                    name=name,
+                    module=module,
+                    description=description,
+                    steps=schema.validate_steps(steps),
+                    internal=True,
                 )
         except IntegrityError:
             definition = None
@@ -864,10 +886,10 @@ def _extension_process() -> ProcessDefinition:
 def extension_request(*, case: Case, actor: User, days: int, reason: str) -> Extension:
     """Ask to extend the case's time limit (延期); a leader approves it through its own case."""
     case = Case.objects.select_for_update().get(pk=case.pk)
-    if not can_manage_clock(case, actor):
-        raise PermissionDenied(_("只有当前办理人可以申请延期。"))
     if not case.is_running:
         raise ValidationError(_("该流程已办结，无需延期。"))
+    if not can_manage_clock(case, actor):
+        raise PermissionDenied(_("只有当前办理人可以申请延期。"))
     try:
         days = int(days)
     except (TypeError, ValueError):

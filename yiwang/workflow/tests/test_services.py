@@ -401,3 +401,55 @@ class TestHandOver:
         services.task_approve(task=open_task(dave, first), actor=dave)
         first.refresh_from_db()
         assert first.status == Case.Status.APPROVED
+
+
+class TestRobustness:
+    @pytest.mark.parametrize(
+        "step",
+        [
+            {"name": "x", "kind": ["single"], "assignee": {"type": "initiator_leader"}},
+            {"name": "x", "assignee": {"type": ["person"]}},
+            {"name": "x", "assignee": {"type": "person", "usernames": 5}},
+            {"name": "x", "assignee": {"type": "initiator_leader", "rank": ["principal"]}},
+            {
+                "name": "x",
+                "assignee": {"type": "initiator_leader"},
+                "condition": {"field": "a", "op": ["gt"], "value": 1},
+            },
+            {"name": ["x"], "assignee": {"type": "initiator_leader"}},
+        ],
+    )
+    def test_wrong_json_types_are_refused_not_crashed(self, carol, step):
+        with pytest.raises(ValidationError):
+            save(steps=[step])
+
+    def test_non_string_code_and_non_object_fields(self, alice, carol, simple):
+        with pytest.raises(ValidationError):
+            services.definition_save(actor=None, code=["x"], name=None, module=3, steps=simple.steps)
+        with pytest.raises(ValidationError, match="对象"):
+            services.case_start(process="test.simple", initiator=alice, title="t", fields=["amount"])
+
+    def test_withdrawing_a_suspended_case_closes_the_suspension(self, alice, carol, simple):
+        case = start(alice, process="test.simple")
+        services.case_suspend(case=case, actor=carol, reason="等待材料")
+        services.case_withdraw(case=case, actor=alice)
+        case.refresh_from_db()
+        assert not case.is_suspended and case.suspensions.get().ended_at is not None
+        with pytest.raises(ValidationError, match="已办结"):
+            services.case_resume(case=case, actor=carol)
+
+    def test_internal_processes_cannot_be_started_by_hand(self, alice, carol):
+        definition = services.builtin_process(
+            code="t.internal", name="模块流程", module="oa", description="",
+            steps=[{"name": "审批", "assignee": {"type": "initiator_leader"}}],
+        )  # fmt: skip
+        assert definition.internal
+        with pytest.raises(ValidationError, match="不能手工发起"):
+            services.case_start(process="t.internal", initiator=alice, title="t", manual=True)
+        assert services.case_start(process="t.internal", initiator=alice, title="t").is_running
+
+    def test_case_list_matches_who_may_view(self, alice, carol, dave, simple):
+        case = start(alice, process="test.simple")
+        services.task_delegate(task=open_task(carol), actor=carol, to_user=dave)
+        assert selectors.can_view_case(case, dave)
+        assert case in selectors.case_list(user=dave)
