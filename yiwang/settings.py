@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "yiwang.core",
     "yiwang.org",
     "yiwang.workflow",
+    "yiwang.notify",
 ]
 
 MIDDLEWARE = [
@@ -255,6 +256,8 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "audit-chain": {"task": "yiwang.core.tasks.audit_chain", "schedule": 5.0},
     "workflow-reminders": {"task": "yiwang.workflow.tasks.send_reminders", "schedule": 15 * 60.0},
+    "notify-tick": {"task": "yiwang.notify.tasks.tick", "schedule": 5.0},
+    "notify-purge": {"task": "yiwang.notify.tasks.purge", "schedule": 24 * 3600.0},
 }
 
 # --- yiwang ---------------------------------------------------------------------------

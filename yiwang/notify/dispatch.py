@@ -1,0 +1,210 @@
+"""The dispatcher (调度): claim rows still ``created``, send them through a gateway, record results.
+
+Claiming is one UPDATE of rows selected ``FOR UPDATE SKIP LOCKED`` (PostgreSQL), stamped with a
+claim token, so any number of workers run side by side and a redelivered task finds nothing to
+send twice. Two lanes: urgent (verification codes, alarms) and normal; in the normal lane each
+unit with work gets its share in turn (its per-minute rate permitting), so one unit's 100,000-row
+job never starves another unit's ten messages. A row left in ``sending`` by a killed worker is
+put back by ``requeue_stuck``; the gateway receives our message id as its idempotency key, so a
+row the gateway had already accepted is not delivered twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+import uuid
+from collections import defaultdict
+
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from .gateways import OutboundSms, SendStatus, choose_gateway, record_outcome
+from .models import Job, Message, UsageDay
+from .services import policy_for
+
+logger = logging.getLogger(__name__)
+
+URGENT, NORMAL = "urgent", "normal"
+BATCH = 200
+MAX_ATTEMPTS = 5
+BACKOFF_SECONDS = (30, 120, 600, 1800)
+STUCK_AFTER = dt.timedelta(minutes=5)
+PENDING = (Message.Status.CREATED, Message.Status.TEMPORARY_FAILURE)
+
+
+def _queue(lane: str, now: dt.datetime):
+    qs = Message.objects.filter(status__in=PENDING).filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
+    if lane == URGENT:
+        return qs.filter(priority=Message.Priority.URGENT)
+    return qs.filter(priority=Message.Priority.NORMAL)
+
+
+def claim(queryset, *, limit: int) -> list[Message]:
+    """Take up to ``limit`` rows of ``queryset`` for this run; rows another run holds are skipped."""
+    if limit <= 0:
+        return []
+    token = uuid.uuid4().hex
+    now = timezone.now()
+    with transaction.atomic():
+        ids = list(
+            queryset.order_by("id")
+            .select_for_update(skip_locked=True, of=("self",))
+            .values_list("id", flat=True)[:limit]
+        )
+        if not ids:
+            return []
+        Message.objects.filter(id__in=ids, status__in=PENDING).update(
+            status=Message.Status.SENDING, claim=token, claimed_at=now, attempts=F("attempts") + 1
+        )
+    return list(Message.objects.filter(claim=token, status=Message.Status.SENDING).order_by("id"))
+
+
+def _rate_allowance(unit_id: int, wanted: int) -> int:
+    """How many of ``wanted`` the unit may still send this minute (per-minute limit, shared cache)."""
+    policy = policy_for_id(unit_id)
+    key = f"notify:rate:{unit_id}:{int(time.time() // 60)}"
+    cache.add(key, 0, timeout=120)
+    try:
+        used = cache.incr(key, wanted)
+    except ValueError:  # the key expired between add and incr
+        cache.set(key, wanted, timeout=120)
+        used = wanted
+    over = max(0, used - policy.per_minute)
+    if over:
+        cache.decr(key, min(over, wanted))
+    return max(0, wanted - over)
+
+
+_policies: dict[int, tuple[float, object]] = {}
+
+
+def policy_for_id(unit_id: int):
+    """Policies cached for 30 s per process (the dispatcher asks for every batch)."""
+    cached = _policies.get(unit_id)
+    if cached and cached[0] > time.monotonic():
+        return cached[1]
+    from yiwang.org.models import Unit
+
+    policy = policy_for(Unit.objects.get(pk=unit_id))
+    _policies[unit_id] = (time.monotonic() + 30, policy)
+    return policy
+
+
+def dispatch_round(lane: str, *, batch: int = BATCH) -> int:
+    """One pass of a lane: send what is due; returns how many rows were handed to gateways."""
+    now = timezone.now()
+    queue = _queue(lane, now)
+    if lane == URGENT:
+        return send(claim(queue, limit=batch))
+    sent = 0
+    # Units with work: single messages and rows of jobs that are sending.
+    sending_jobs = Job.objects.filter(status=Job.Status.SENDING)
+    units = set(queue.filter(job__isnull=True).values_list("unit_id", flat=True).distinct()[:1000])
+    units |= set(sending_jobs.values_list("unit_id", flat=True))
+    for unit_id in sorted(units):
+        allowance = _rate_allowance(unit_id, batch)
+        if not allowance:
+            continue
+        # Single messages first, then the unit's jobs share what is left.
+        rows = claim(queue.filter(unit_id=unit_id, job__isnull=True), limit=allowance)
+        job_ids = list(sending_jobs.filter(unit_id=unit_id).values_list("id", flat=True))
+        for index, job_id in enumerate(job_ids):
+            left = allowance - len(rows)
+            if left <= 0:
+                break
+            rows += claim(queue.filter(job_id=job_id), limit=-(-left // (len(job_ids) - index)))
+        if len(rows) < allowance:
+            _give_back_rate(unit_id, allowance - len(rows))
+        sent += send(rows)
+    return sent
+
+
+def _give_back_rate(unit_id: int, count: int) -> None:
+    key = f"notify:rate:{unit_id}:{int(time.time() // 60)}"
+    try:
+        cache.decr(key, count)
+    except ValueError:
+        pass
+
+
+def send(rows: list[Message]) -> int:
+    """Hand claimed rows to a gateway (test rows only ever to the fake one) and record the results."""
+    if not rows:
+        return 0
+    by_test: dict[bool, list[Message]] = defaultdict(list)
+    for row in rows:
+        by_test[row.test].append(row)
+    for test, group in by_test.items():
+        gateway = choose_gateway(test=test)
+        outbound = [OutboundSms(id=str(m.pk), mobile=m.mobile, text=m.body) for m in group]
+        try:
+            results = {r.id: r for r in gateway.send(outbound)}
+        except Exception as exc:  # noqa: BLE001 - any transport error is a temporary failure for the batch
+            logger.warning("短信网关 %s 发送失败：%s", gateway.code, exc)
+            results = {}
+        _record(group, results, gateway.code)
+    return len(rows)
+
+
+def _record(rows: list[Message], results: dict, gateway_code: str) -> None:
+    now = timezone.now()
+    usage: dict[tuple[int, dt.date], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    outcomes = []
+    for message in rows:
+        result = results.get(str(message.pk))
+        message.gateway = gateway_code
+        message.claim = ""
+        status = result.status if result else SendStatus.TEMPORARY_FAILURE
+        outcomes.append(status)
+        if status == SendStatus.ACCEPTED:
+            message.status, message.provider_id, message.sent_at = Message.Status.SENT, result.provider_id, now
+            message.error_code = message.error = ""
+            day = usage[(message.unit_id, timezone.localdate(now))]
+            day["sent"] += 1
+            day["parts"] += message.parts
+            continue
+        message.error_code = (result.error_code if result else "transport")[:64]
+        message.error = (result.error_message if result else "网关无响应")[:200]
+        if status == SendStatus.TEMPORARY_FAILURE and message.attempts < MAX_ATTEMPTS:
+            message.status = Message.Status.TEMPORARY_FAILURE
+            delay = BACKOFF_SECONDS[min(message.attempts - 1, len(BACKOFF_SECONDS) - 1)]
+            message.not_before = now + dt.timedelta(seconds=delay)
+        else:
+            message.status = Message.Status.PERMANENT_FAILURE
+            usage[(message.unit_id, timezone.localdate(now))]["failed"] += 1
+    record_outcome(gateway_code, outcomes)
+    with transaction.atomic():
+        Message.objects.bulk_update(
+            rows, ["status", "gateway", "provider_id", "sent_at", "error_code", "error", "not_before", "claim"],
+            batch_size=500,
+        )  # fmt: skip
+        usage_add(usage)
+    failed = [m for m in rows if m.status == Message.Status.PERMANENT_FAILURE and m.callback_url]
+    if failed:
+        from .services import callbacks_queue
+
+        callbacks_queue(failed)
+
+
+def usage_add(usage: dict[tuple[int, dt.date], dict[str, int]]) -> None:
+    for (unit_id, day), counts in usage.items():
+        UsageDay.objects.get_or_create(unit_id=unit_id, day=day)
+        UsageDay.objects.filter(unit_id=unit_id, day=day).update(**{k: F(k) + v for k, v in counts.items()})
+
+
+def requeue_stuck(*, older_than: dt.timedelta = STUCK_AFTER) -> int:
+    """Put rows left in ``sending`` by a killed worker back in the queue (beat)."""
+    return Message.objects.filter(status=Message.Status.SENDING, claimed_at__lt=timezone.now() - older_than).update(
+        status=Message.Status.CREATED, claim=""
+    )
+
+
+def has_work(lane: str) -> bool:
+    queue = _queue(lane, timezone.now())
+    if lane == URGENT:
+        return queue.exists()
+    return queue.filter(Q(job__isnull=True) | Q(job__status=Job.Status.SENDING)).exists()

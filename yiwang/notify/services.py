@@ -1,0 +1,654 @@
+"""Writes of notify: policies, templates, opt-outs, sending one message, jobs, dispatch, receipts.
+
+``message_send`` is the one function every other module calls to send an SMS. Nothing else in
+yiwang talks to a gateway: the dispatcher (Celery) claims ``created`` rows with an atomic
+UPDATE and hands them to ``gateways``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.files.base import ContentFile
+from django.db import connection, transaction
+from django.db.models import Count, F, Q
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from yiwang.core.audit import audit_record
+from yiwang.core.validators import is_valid_mobile, normalise_mobile
+from yiwang.org.models import Role, Unit, User
+
+from . import spreadsheet, text
+from .models import Callback, Job, Message, OptOut, Policy, Template, UsageDay
+
+logger = logging.getLogger(__name__)
+
+MAX_SCHEDULE_AHEAD = dt.timedelta(days=7)
+
+
+# --- policies -------------------------------------------------------------------------
+
+
+def policy_for(unit: Unit | None) -> Policy:
+    """The unit's own policy, else its nearest ancestor's, else the district default."""
+    ids = []
+    node = unit
+    while node is not None:
+        ids.append(node.pk)
+        node = node.parent
+    policies = {p.unit_id: p for p in Policy.objects.filter(Q(unit_id__in=ids) | Q(unit__isnull=True))}
+    for unit_id in ids:
+        if unit_id in policies:
+            return policies[unit_id]
+    return policies.get(None) or Policy(unit=None)
+
+
+def _check_platform_admin(actor: User | None) -> None:
+    if actor is not None and not actor.is_platform_admin:
+        raise PermissionDenied(_("只有平台管理员可以设置短信配额与策略。"))
+
+
+@transaction.atomic
+def policy_save(*, actor: User | None, unit: Unit | None, **fields) -> Policy:
+    """Set a unit's (or the district default) signature, quotas, rate, threshold and quiet hours."""
+    _check_platform_admin(actor)
+    policy = Policy.objects.filter(unit=unit).first() or Policy(unit=unit)
+    old = {k: getattr(policy, k) for k in fields}
+    for key, value in fields.items():
+        setattr(policy, key, value)
+    if policy.signature:
+        policy.signature = text.validate_signature(policy.signature)
+    policy.full_clean()
+    policy.save()
+    audit_record(actor=actor, action="notify.policy.save", obj=policy, unit_id=unit.pk if unit else None,
+                 changes={k: [old[k], fields[k]] for k in fields if old[k] != fields[k]})  # fmt: skip
+    return policy
+
+
+def in_quiet_hours(policy: Policy, moment: dt.datetime) -> bool:
+    """Whether ``moment`` (local time) falls in the policy's quiet hours (may span midnight)."""
+    if policy.quiet_start is None or policy.quiet_end is None or policy.quiet_start == policy.quiet_end:
+        return False
+    now = timezone.localtime(moment).time()
+    if policy.quiet_start < policy.quiet_end:
+        return policy.quiet_start <= now < policy.quiet_end
+    return now >= policy.quiet_start or now < policy.quiet_end
+
+
+def quiet_hours_end(policy: Policy, moment: dt.datetime) -> dt.datetime:
+    """The first moment after ``moment`` outside the quiet hours."""
+    local = timezone.localtime(moment)
+    end = local.replace(hour=policy.quiet_end.hour, minute=policy.quiet_end.minute, second=0, microsecond=0)
+    return end if end > local else end + dt.timedelta(days=1)
+
+
+# --- templates and opt-outs -------------------------------------------------------------
+
+
+def can_use_unit(user: User | None, unit: Unit) -> bool:
+    from yiwang.core.permissions import can_see_unit
+
+    return user is None or user.is_platform_admin or can_see_unit(user, unit.pk)
+
+
+@transaction.atomic
+def template_save(*, actor: User | None, unit: Unit, code: str, name: str, body: str, kind: str = "notice") -> Template:
+    """Save a template as the next version of (unit, code); sends already made keep their version."""
+    if not can_use_unit(actor, unit):
+        raise PermissionDenied(_("无权为该单位维护短信模板。"))
+    errors: dict[str, list[str]] = {}
+    code = (code or "").strip()
+    if not code or not code.isascii() or len(code) > 64 or not all(c.isalnum() or c in "-_" for c in code):
+        errors["code"] = [_("模板代码只能用英文字母、数字、横线和下划线。")]
+    if not (name or "").strip():
+        errors["name"] = [_("请填写模板名称。")]
+    if kind not in Template.Kind.values:
+        errors["kind"] = [_("未知的模板类型。")]
+    body = text.normalise(body or "")
+    if not body:
+        errors["body"] = [_("请填写短信内容。")]
+    else:
+        try:
+            text.check_template(body, signature=policy_for(unit).signature)
+        except ValidationError as error:
+            errors["body"] = error.messages
+    if errors:
+        raise ValidationError(errors)
+    latest = Template.objects.select_for_update().filter(unit=unit, code=code).order_by("-version").first()
+    Template.objects.filter(unit=unit, code=code, active=True).update(active=False)
+    template = Template.objects.create(
+        unit=unit, code=code, version=(latest.version + 1) if latest else 1, name=name.strip(), kind=kind,
+        body=body, created_by=actor,
+    )  # fmt: skip
+    audit_record(actor=actor, action="notify.template.save", obj=template, unit_id=unit.pk)
+    return template
+
+
+def is_opted_out(mobile: str) -> bool:
+    return OptOut.objects.filter(mobile=mobile).exists()
+
+
+def optout_add(*, actor: User | None, mobile: str, reason: str = "", source: str = "admin") -> OptOut:
+    """Stop every non-urgent SMS to ``mobile`` (退订)."""
+    mobile = normalise_mobile(mobile)
+    if not is_valid_mobile(mobile):
+        raise ValidationError({"mobile": _("手机号格式不正确。")})
+    optout, _created = OptOut.objects.get_or_create(mobile=mobile, defaults={"reason": reason[:200], "source": source})
+    audit_record(actor=actor, action="notify.optout.add", obj=optout)
+    return optout
+
+
+def optout_remove(*, actor: User | None, mobile: str) -> int:
+    deleted, _ = OptOut.objects.filter(mobile=normalise_mobile(mobile)).delete()
+    if deleted:
+        audit_record(actor=actor, action="notify.optout.remove", object_type="notify.optout", object_id=mobile,
+                     object_repr=mobile)  # fmt: skip
+    return deleted
+
+
+# --- quota ----------------------------------------------------------------------------
+
+
+def quota_reserve(*, unit: Unit, count: int, day: dt.date | None = None, policy: Policy | None = None) -> None:
+    """Count ``count`` messages against the unit's daily quota, or refuse them all (配额)."""
+    policy = policy or policy_for(unit)
+    day = day or timezone.localdate()
+    UsageDay.objects.get_or_create(unit=unit, day=day)
+    updated = UsageDay.objects.filter(unit=unit, day=day, reserved__lte=policy.daily_quota - count).update(
+        reserved=F("reserved") + count
+    )
+    if not updated:
+        used = UsageDay.objects.filter(unit=unit, day=day).values_list("reserved", flat=True).first() or 0
+        raise ValidationError(
+            _("超出本单位 %(day)s 的短信配额：配额 %(quota)s 条，已用 %(used)s 条，本次 %(count)s 条。")
+            % {"day": day, "quota": policy.daily_quota, "used": used, "count": count}
+        )
+
+
+def quota_release(*, unit_id: int, count: int, day: dt.date) -> None:
+    if count:
+        UsageDay.objects.filter(unit_id=unit_id, day=day).update(reserved=F("reserved") - count)
+
+
+# --- sending one message ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Prepared:
+    mobile: str
+    body: str
+    parts: int
+
+
+def prepare(*, unit: Unit, mobile: str, body: str, policy: Policy | None = None) -> Prepared:
+    """Check a number and a final text (signature added) for one SMS."""
+    number = normalise_mobile(mobile or "")
+    if not is_valid_mobile(number):
+        raise ValidationError({"mobile": _("手机号 %(mobile)s 格式不正确。") % {"mobile": mobile}})
+    policy = policy or policy_for(unit)
+    final = text.with_signature(text.normalise(body), policy.signature) if policy.signature else text.normalise(body)
+    if not final:
+        raise ValidationError({"body": _("短信内容不能为空。")})
+    text.check_length(final)
+    return Prepared(mobile=number, body=final, parts=text.sms_parts(final))
+
+
+@transaction.atomic
+def message_send(
+    *,
+    unit: Unit,
+    mobile: str,
+    template: Template | None = None,
+    values: dict | None = None,
+    body: str = "",
+    actor: User | None = None,
+    module: str = "",
+    reference: str = "",
+    urgent: bool | None = None,
+    test: bool = False,
+    callback_url: str = "",
+    send_at: dt.datetime | None = None,
+) -> Message:
+    """Send one SMS (the one call every module uses). Returns the saved message; it goes out on commit."""
+    if actor is not None and not can_use_unit(actor, unit):
+        raise PermissionDenied(_("无权以该单位名义发送短信。"))
+    policy = policy_for(unit)
+    if not policy.enabled:
+        raise ValidationError(_("本单位的短信发送已被平台停用。"))
+    if template is not None:
+        if template.unit_id != unit.pk:
+            raise ValidationError({"template": _("模板不属于该单位。")})
+        try:
+            body = text.render(template.body, values or {})
+        except text.MissingPlaceholders as error:
+            raise ValidationError({"values": error.messages}) from error
+        urgent = template.urgent if urgent is None else urgent
+    elif not (body or "").strip():
+        raise ValidationError({"body": _("请填写短信内容或选择模板。")})
+    prepared = prepare(unit=unit, mobile=mobile, body=body, policy=policy)
+    now = timezone.now()
+    if send_at is not None and not now - dt.timedelta(minutes=1) <= send_at <= now + MAX_SCHEDULE_AHEAD:
+        raise ValidationError({"send_at": _("定时发送只能安排在未来 7 天内。")})
+    if not urgent and is_opted_out(prepared.mobile):
+        raise ValidationError(
+            {"mobile": _("号码 %(mobile)s 已退订，不能发送非紧急短信。") % {"mobile": prepared.mobile}}
+        )
+    not_before = send_at
+    if not urgent and in_quiet_hours(policy, send_at or now):
+        not_before = quiet_hours_end(policy, send_at or now)
+    quota_reserve(unit=unit, count=1, day=timezone.localdate(not_before or now), policy=policy)
+    message = Message.objects.create(
+        unit=unit, template=template, mobile=prepared.mobile, body=prepared.body, parts=prepared.parts,
+        priority=Message.Priority.URGENT if urgent else Message.Priority.NORMAL, test=test, module=module[:32],
+        reference=reference[:64], callback_url=callback_url, created_by=actor, not_before=not_before,
+    )  # fmt: skip
+    audit_record(actor=actor, action="notify.message.send", obj=message, unit_id=unit.pk,
+                 changes={"mobile": [None, message.mobile[:3] + "****" + message.mobile[-4:]]})  # fmt: skip
+    from . import tasks
+
+    transaction.on_commit(lambda: tasks.kick(urgent=bool(urgent)))
+    return message
+
+
+def platform_sender_unit() -> Unit | None:
+    """The district's own unit (the tree's root), which system messages are sent as."""
+    return Unit.objects.filter(parent__isnull=True).order_by("id").first()
+
+
+def system_admins() -> list[User]:
+    return list(User.objects.filter(posts__role__code=Role.PLATFORM_ADMIN, posts__active=True, is_active=True))
+
+
+# --- jobs (群发任务) ------------------------------------------------------------------------
+
+MAX_UPLOAD_BYTES = 100 * 1024 * 1024
+ERROR_SAMPLE = 100
+INSERT_BATCH = 5000
+
+
+@transaction.atomic
+def job_create(
+    *, actor: User, unit: Unit, template: Template, upload, test: bool = False, callback_url: str = ""
+) -> Job:
+    """Accept a recipients sheet; it is validated in the background (progress on the job page)."""
+    if not can_use_unit(actor, unit):
+        raise PermissionDenied(_("无权以该单位名义群发短信。"))
+    if template.unit_id != unit.pk or not template.active:
+        raise ValidationError({"template": _("请选择本单位当前有效的模板。")})
+    if upload.size == 0:
+        raise ValidationError({"file": _("文件是空的。")})
+    if upload.size > MAX_UPLOAD_BYTES:
+        raise ValidationError({"file": _("文件过大：上限 %(mb)s MB（约 100 万行）。") % {"mb": MAX_UPLOAD_BYTES >> 20}})
+    name = (upload.name or "").rsplit("/", 1)[-1][:200]
+    # Refuse what is plainly not a sheet now, not after a background run.
+    spreadsheet.open_sheet(upload, name)
+    job = Job.objects.create(unit=unit, template=template, created_by=actor, source_name=name, test=test,
+                             callback_url=callback_url, source=upload)  # fmt: skip
+    audit_record(actor=actor, action="notify.job.create", obj=job, unit_id=unit.pk)
+    from . import tasks
+
+    transaction.on_commit(lambda: tasks.validate_job.delay(job.pk))
+    return job
+
+
+def _row_problem(values: list[str], mobile_col: int, columns: dict[str, int], template: Template, signature: str):
+    """Validate one row; returns (Prepared, None) or (None, problem)."""
+    raw_mobile = values[mobile_col] if mobile_col < len(values) else ""
+    mobile = normalise_mobile(raw_mobile)
+    if not is_valid_mobile(mobile):
+        return None, _("手机号格式不正确：%(mobile)s") % {"mobile": raw_mobile or _("（空）")}
+    row_values = {name: (values[i] if i < len(values) else "") for name, i in columns.items()}
+    missing = [name for name, value in row_values.items() if not value]
+    if missing:
+        return None, _("缺少占位符的值：%(names)s") % {"names": "、".join(missing)}
+    try:
+        body = text.render(template.body, row_values)
+    except text.SmsTextError as error:
+        return None, " ".join(error.messages)
+    final = f"【{signature}】{body}" if signature else body  # the policy's signature was validated when saved
+    if text.sms_length(final) > text.MAX_LENGTH:
+        return None, _("内容超长：%(n)s 字（上限 %(max)s 字）") % {"n": text.sms_length(final), "max": text.MAX_LENGTH}
+    return Prepared(mobile=mobile, body=final, parts=text.sms_parts(final)), None
+
+
+def job_validate(*, job: Job, progress_every: int = 20000) -> Job:
+    """Read the sheet, check every row, persist valid rows once (unique per row) and write the report."""
+    job = Job.objects.select_related("template", "unit").get(pk=job.pk)
+    if job.status != Job.Status.VALIDATING:
+        return job
+    template, policy = job.template, policy_for(job.unit)
+    with job.source.open("rb") as upload:
+        try:
+            sheet = spreadsheet.open_sheet(upload, job.source_name)
+            mobile_col = sheet.mobile_column()
+            wanted = text.placeholders(template.body)
+            absent = [p for p in wanted if p not in sheet.header]
+            if absent:
+                raise ValidationError(_("表头缺少模板占位符对应的列：%(names)s") % {"names": "、".join(absent)})
+            columns = {name: sheet.header.index(name) for name in wanted}
+            opted_out = set() if template.urgent else set(OptOut.objects.values_list("mobile", flat=True))
+            Message.objects.filter(job=job).delete()  # a re-run after a crash starts clean
+            counts = {"total": 0, "valid": 0, "invalid": 0, "opted_out": 0, "parts": 0}
+            errors: list[list] = []
+            batch: list[tuple] = []
+            priority = Message.Priority.URGENT if template.urgent else Message.Priority.NORMAL
+            for number, values in sheet.rows():
+                counts["total"] += 1
+                prepared, problem = _row_problem(values, mobile_col, columns, template, policy.signature)
+                if prepared is not None and prepared.mobile in opted_out:
+                    prepared, problem = None, _("号码已退订")
+                    counts["opted_out"] += 1
+                if prepared is None:
+                    counts["invalid"] += 1
+                    errors.append([number, values[mobile_col] if mobile_col < len(values) else "", problem])
+                    continue
+                counts["valid"] += 1
+                counts["parts"] += prepared.parts
+                batch.append((number, prepared))
+                if len(batch) >= INSERT_BATCH:
+                    _insert_rows(job, batch, priority)
+                    batch = []
+                if counts["total"] % progress_every == 0:
+                    Job.objects.filter(pk=job.pk).update(processed_rows=counts["total"])
+            _insert_rows(job, batch, priority)
+        except ValidationError as error:
+            Message.objects.filter(job=job).delete()
+            Job.objects.filter(pk=job.pk).update(status=Job.Status.INVALID, problem=" ".join(error.messages)[:300])
+            job.refresh_from_db()
+            return job
+    if counts["total"] == 0:
+        Job.objects.filter(pk=job.pk).update(status=Job.Status.INVALID, problem=_("文件中没有数据行。"))
+        job.refresh_from_db()
+        return job
+    job.total_rows, job.valid_rows, job.invalid_rows = counts["total"], counts["valid"], counts["invalid"]
+    job.opted_out_rows, job.parts, job.processed_rows = counts["opted_out"], counts["parts"], counts["total"]
+    job.errors = errors[:ERROR_SAMPLE]
+    if errors:
+        report = spreadsheet.to_csv_bytes([_("行号"), _("手机号"), _("问题")], errors)
+        job.error_report.save(f"job-{job.pk}-errors.csv", ContentFile(report), save=False)
+    job.status = Job.Status.VALIDATED
+    job.save()
+    return job
+
+
+def _insert_rows(job: Job, batch: list[tuple[int, Prepared]], priority: int) -> None:
+    """Persist rows in one statement (COPY on PostgreSQL); (job, row) is unique, so nothing twice."""
+    if not batch:
+        return
+    now = timezone.now()
+    if connection.vendor == "postgresql":
+        columns = ("job_id", "row", "unit_id", "template_id", "mobile", "body", "parts", "priority", "status", "test",
+                   "module", "reference", "callback_url", "created_at", "attempts", "claim", "gateway", "provider_id",
+                   "error_code", "error")  # fmt: skip
+        with connection.cursor() as cursor:
+            raw = cursor.cursor
+            with raw.copy(f"COPY notify_message ({', '.join(columns)}) FROM STDIN") as copy:
+                for number, p in batch:
+                    copy.write_row((job.pk, number, job.unit_id, job.template_id, p.mobile, p.body, p.parts, priority,
+                                    Message.Status.CREATED, job.test, "notify", "", job.callback_url, now, 0, "", "",
+                                    "", "", ""))  # fmt: skip
+        return
+    Message.objects.bulk_create(
+        [Message(job=job, row=number, unit_id=job.unit_id, template_id=job.template_id, mobile=p.mobile, body=p.body,
+                 parts=p.parts, priority=priority, test=job.test, module="notify", callback_url=job.callback_url)
+         for number, p in batch],
+        batch_size=1000,
+    )  # fmt: skip
+
+
+MASS_SEND_PROCESS = "notify.mass_send"
+
+
+def _mass_send_process():
+    from yiwang.workflow import services as workflow
+
+    return workflow.builtin_process(
+        code=MASS_SEND_PROCESS,
+        name=_("短信群发审批"),
+        module="notify",
+        description=_("超过规模阈值的群发须经本单位主要领导审批"),
+        steps=[{"key": "leader", "name": _("单位主要领导审批"), "kind": "single",
+                "assignee": {"type": "initiator_leader", "rank": "principal"}, "time_limit": 1}],
+    )  # fmt: skip
+
+
+@transaction.atomic
+def job_confirm(*, actor: User, job: Job, send_at: dt.datetime | None = None) -> Job:
+    """The sender confirms after the preview: quota is reserved, then approval or schedule."""
+    job = Job.objects.select_for_update().select_related("template", "unit").get(pk=job.pk)
+    if not can_use_unit(actor, job.unit):
+        raise PermissionDenied(_("无权操作该群发任务。"))
+    if job.status != Job.Status.VALIDATED:
+        raise ValidationError(_("该任务当前状态为“%(status)s”，不能确认发送。") % {"status": job.get_status_display()})
+    if job.valid_rows == 0:
+        raise ValidationError(_("没有可发送的有效号码。"))
+    now = timezone.now()
+    if send_at is not None and not now - dt.timedelta(minutes=1) <= send_at <= now + MAX_SCHEDULE_AHEAD:
+        raise ValidationError({"send_at": _("定时发送只能安排在未来 7 天内。")})
+    policy = policy_for(job.unit)
+    if not policy.enabled:
+        raise ValidationError(_("本单位的短信发送已被平台停用。"))
+    quota_reserve(unit=job.unit, count=job.valid_rows, day=timezone.localdate(send_at or now), policy=policy)
+    job.confirmed_at, job.scheduled_for = now, send_at or now
+    if job.valid_rows >= policy.approval_threshold and not job.test:
+        from yiwang.workflow import services as workflow
+
+        case = workflow.case_start(
+            process=_mass_send_process(), initiator=actor, unit=job.unit, subject=job,
+            title=_("短信群发：%(name)s（%(n)s 条）") % {"name": job.template.name, "n": job.valid_rows},
+            fields={"rows": job.valid_rows, "parts": job.parts},
+        )  # fmt: skip
+        job.status, job.approval_case_id = Job.Status.PENDING_APPROVAL, case.pk
+    else:
+        job.status = Job.Status.SCHEDULED
+    job.save(update_fields=["status", "confirmed_at", "scheduled_for", "approval_case_id", "updated_at"])
+    audit_record(actor=actor, action="notify.job.confirm", obj=job, unit_id=job.unit_id,
+                 changes={"rows": [None, job.valid_rows], "status": [None, job.status]})  # fmt: skip
+    if job.status == Job.Status.SCHEDULED and job.scheduled_for <= now:
+        transaction.on_commit(job_start_due)
+    return job
+
+
+def _job_decided(sender, case, outcome, **kwargs) -> None:
+    """The leader's decision on a large send (through the workflow engine)."""
+    if case.definition.code != MASS_SEND_PROCESS or not case.object_id:
+        return
+    job = Job.objects.select_for_update().filter(pk=case.object_id).first()
+    if job is None or job.status != Job.Status.PENDING_APPROVAL:
+        return
+    if outcome == "approved":
+        job.status = Job.Status.SCHEDULED
+        job.save(update_fields=["status", "updated_at"])
+        transaction.on_commit(job_start_due)
+    else:
+        _job_stop(job, Job.Status.REFUSED)
+
+
+@transaction.atomic
+def job_cancel(*, actor: User, job: Job) -> Job:
+    """Cancel a job that is waiting or sending; rows not yet sent are never sent (取消)."""
+    job = Job.objects.select_for_update().get(pk=job.pk)
+    if not can_use_unit(actor, job.unit):
+        raise PermissionDenied(_("无权操作该群发任务。"))
+    if job.status not in Job.OPEN:
+        raise ValidationError(_("该任务已结束（%(status)s），无法取消。") % {"status": job.get_status_display()})
+    if job.approval_case_id:
+        from yiwang.workflow import selectors as wf_selectors
+        from yiwang.workflow import services as workflow
+
+        case = wf_selectors.case_get(user=actor, pk=job.approval_case_id) if actor else None
+        if case is not None and case.is_running:
+            workflow.case_cancel(case=case, actor=actor, reason=_("发送人取消了群发任务"))
+    _job_stop(job, Job.Status.CANCELLED)
+    audit_record(actor=actor, action="notify.job.cancel", obj=job, unit_id=job.unit_id)
+    return job
+
+
+def _job_stop(job: Job, status: str) -> None:
+    was_reserved = job.confirmed_at is not None
+    cancelled = Message.objects.filter(job=job, status=Message.Status.CREATED).update(status=Message.Status.CANCELLED)
+    if was_reserved:
+        quota_release(
+            unit_id=job.unit_id, count=cancelled, day=timezone.localdate(job.scheduled_for or job.confirmed_at)
+        )
+    job.status, job.cancelled_at = status, timezone.now()
+    job.save(update_fields=["status", "cancelled_at", "updated_at"])
+
+
+def job_start_due(now: dt.datetime | None = None) -> int:
+    """Move scheduled jobs whose time has come to sending, and wake the dispatcher (beat + on confirm)."""
+    now = now or timezone.now()
+    started = Job.objects.filter(status=Job.Status.SCHEDULED, scheduled_for__lte=now).update(
+        status=Job.Status.SENDING, started_at=now
+    )
+    if started:
+        from . import tasks
+
+        tasks.kick(urgent=False)
+    return started
+
+
+def job_progress(job: Job) -> dict[str, int]:
+    """Rows of a job by state (the progress bar and the report)."""
+    counts = dict(
+        Message.objects.filter(job=job).values_list("status").annotate(n=Count("id")).values_list("status", "n")
+    )
+    done = sum(counts.get(s, 0) for s in (Message.Status.SENT, Message.Status.DELIVERED,
+                                           Message.Status.PERMANENT_FAILURE, Message.Status.CANCELLED))  # fmt: skip
+    return {"total": job.valid_rows, "done": done, **counts}
+
+
+def jobs_finish() -> int:
+    """Mark sending jobs with nothing left to send as finished."""
+    finished = 0
+    for job in Job.objects.filter(status=Job.Status.SENDING):
+        pending = Message.objects.filter(
+            job=job, status__in=[Message.Status.CREATED, Message.Status.SENDING, Message.Status.TEMPORARY_FAILURE]
+        ).exists()
+        if not pending:
+            finished += Job.objects.filter(pk=job.pk, status=Job.Status.SENDING).update(
+                status=Job.Status.FINISHED, finished_at=timezone.now()
+            )
+    return finished
+
+
+# --- receipts and callbacks (回执) ---------------------------------------------------------
+
+CALLBACK_BACKOFF_SECONDS = (10, 60, 300, 1800, 7200)
+
+
+def receipts_apply(*, gateway_code: str, receipts) -> int:
+    """Record delivery receipts from a gateway; unknown ids are ignored. Returns how many matched."""
+    from .dispatch import usage_add
+    from .gateways import ReceiptStatus
+
+    by_id = {r.provider_id: r for r in receipts if r.provider_id}
+    if not by_id:
+        return 0
+    now = timezone.now()
+    usage: dict = defaultdict(lambda: defaultdict(int))
+    changed = []
+    with transaction.atomic():
+        for message in Message.objects.select_for_update().filter(gateway=gateway_code, provider_id__in=list(by_id)):
+            if message.status in Message.FINAL:
+                continue  # a repeated receipt changes nothing
+            receipt = by_id[message.provider_id]
+            day = usage[(message.unit_id, timezone.localdate(message.sent_at or now))]
+            if receipt.status == ReceiptStatus.DELIVERED:
+                message.status, message.delivered_at = Message.Status.DELIVERED, receipt.time or now
+                day["delivered"] += 1
+            else:
+                message.status = Message.Status.PERMANENT_FAILURE
+                message.error_code, message.error = (receipt.error_code or "")[:64], _("运营商回执：未送达")
+                day["failed"] += 1
+            changed.append(message)
+        Message.objects.bulk_update(changed, ["status", "delivered_at", "error_code", "error"], batch_size=500)
+        usage_add(usage)
+        callbacks_queue([m for m in changed if m.callback_url])
+    return len(changed)
+
+
+def callbacks_queue(messages) -> None:
+    """Queue a status post to the calling system for each message that asked for one."""
+    now = timezone.now()
+    Callback.objects.bulk_create(
+        [Callback(message=m, url=m.callback_url, next_attempt_at=now, payload=message_status_payload(m))
+         for m in messages if m.callback_url]
+    )  # fmt: skip
+
+
+def message_status_payload(message: Message) -> dict:
+    return {
+        "id": message.pk,
+        "reference": message.reference,
+        "mobile": message.mobile,
+        "status": message.status,
+        "sent_at": message.sent_at.isoformat() if message.sent_at else None,
+        "delivered_at": message.delivered_at.isoformat() if message.delivered_at else None,
+        "error_code": message.error_code,
+    }
+
+
+def callback_signature(body: bytes) -> str:
+    """HMAC-SHA256 of the body with the platform's callback secret (header X-Yiwang-Signature)."""
+    secret = getattr(settings, "YIWANG_SMS_CALLBACK_SECRET", "") or settings.SECRET_KEY
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def callbacks_send(*, limit: int = 200, timeout: float = 5.0) -> dict[str, int]:
+    """Post due callbacks; failures are retried with backoff, five times at most (beat)."""
+    import json
+    from urllib.parse import urlsplit
+
+    from .gateways.httpclient import HttpClient, TransportError
+
+    now = timezone.now()
+    done = failed = 0
+    due = list(Callback.objects.filter(done_at__isnull=True, next_attempt_at__lte=now).order_by("id")[:limit])
+    for callback in due:
+        # Claim it: another beat run skips it for a minute.
+        if not Callback.objects.filter(pk=callback.pk, next_attempt_at=callback.next_attempt_at).update(
+            next_attempt_at=now + dt.timedelta(minutes=1)
+        ):
+            continue
+        body = json.dumps(callback.payload, ensure_ascii=False).encode()
+        parts = urlsplit(callback.url)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        try:
+            client = HttpClient(f"{parts.scheme}://{parts.netloc}", timeout=timeout)
+            response = client.request("POST", path, body=body, headers={
+                "Content-Type": "application/json", "X-Yiwang-Signature": callback_signature(body)})  # fmt: skip
+            client.close()
+            ok, error = 200 <= response.status < 300, f"HTTP {response.status}"
+        except (TransportError, ValueError) as exc:
+            ok, error = False, str(exc)[:200]
+        callback.attempts += 1
+        if ok:
+            callback.done_at, callback.last_error = timezone.now(), ""
+            done += 1
+        else:
+            callback.last_error = error
+            if callback.attempts > len(CALLBACK_BACKOFF_SECONDS):
+                callback.done_at = timezone.now()  # given up; the last error stays visible
+            else:
+                callback.next_attempt_at = now + dt.timedelta(seconds=CALLBACK_BACKOFF_SECONDS[callback.attempts - 1])
+            failed += 1
+        callback.save(update_fields=["attempts", "done_at", "last_error", "next_attempt_at"])
+    return {"done": done, "failed": failed}
+
+
+def messages_purge(*, days: int | None = None) -> int:
+    """Delete messages (and finished jobs) older than the retention period; usage counters stay."""
+    days = days or getattr(settings, "YIWANG_SMS_RETENTION_DAYS", 180)
+    cutoff = timezone.now() - dt.timedelta(days=days)
+    deleted, _ = Message.objects.filter(created_at__lt=cutoff).exclude(status__in=Message.PENDING_STATES).delete()
+    Job.objects.filter(finished_at__lt=cutoff).delete()
+    return deleted
