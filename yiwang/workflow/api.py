@@ -28,18 +28,23 @@ from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ParseError
 from rest_framework.parsers import FormParser, MultiPartParser
-from rest_framework.parsers import JSONParser as _JSONParser
 from rest_framework.response import Response
 
-from yiwang.core.api import ApiError, IsAuthenticatedScoped
+from yiwang.core.api import (
+    ApiError,
+    IsAuthenticatedScoped,
+    JSONParser,
+    StrictIntegerField,
+    parse_id,
+    unstorable,
+    unstorable_message,
+)
 from yiwang.org.models import Unit, User
 
 from . import clock, schema, selectors, services
 from .models import Action, Attachment, Case, Extension, ProcessDefinition, Task
 
-MAX_ID = 2**63 - 1
 MAX_FILES = 10
 MAX_SIGNERS = 50
 MAX_IMPORT_BYTES = 1024 * 1024
@@ -47,14 +52,6 @@ ADMIN_ONLY = "只有平台管理员可以维护流程定义。"
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-def _parse_id(value, what: str = "编号") -> int:
-    """A path id: a positive integer, else 400 (never a 500 from the database)."""
-    text = str(value)
-    if not text.isascii() or not text.isdigit() or not 0 < int(text) <= MAX_ID:
-        raise ApiError(f"{what}必须是正整数：{text[:20]}", code="invalid")
-    return int(text)
 
 
 def _is_form(request) -> bool:
@@ -82,22 +79,6 @@ def _valid(serializer_class, data, request, **kwargs) -> dict:
     return serializer.validated_data
 
 
-UNSTORABLE = "%s不能包含空字符（\\u0000），嵌套也不能超过 50 层。"
-
-
-def _unstorable(value, depth: int = 0) -> bool:
-    """Whether a JSON value holds a NUL character (PostgreSQL cannot store it) or nests absurdly deep."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if depth > 50:
-        return True
-    if isinstance(value, dict):
-        return any(_unstorable(k, depth + 1) or _unstorable(v, depth + 1) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_unstorable(v, depth + 1) for v in value)
-    return False
-
-
 def _users(usernames: list[str], field: str) -> list[User]:
     """Look people up by username; an unknown one is a 400 naming the field."""
     found = {u.username: u for u in User.objects.filter(username__in=usernames)}
@@ -107,28 +88,7 @@ def _users(usernames: list[str], field: str) -> list[User]:
     return [found[name] for name in usernames]
 
 
-class JSONParser(_JSONParser):
-    """DRF's JSON parser, but absurdly deep nesting is a 400 rather than a RecursionError (500)."""
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        try:
-            return super().parse(stream, media_type, parser_context)
-        except RecursionError:
-            raise ParseError("JSON 嵌套层次过深。") from None
-
-
 # --- input fields ----------------------------------------------------------------------
-
-
-class StrictIntegerField(serializers.IntegerField):
-    """An integer; in JSON a string or a boolean is refused (form posts send strings)."""
-
-    def to_internal_value(self, data):
-        if isinstance(data, bool) or (isinstance(data, float) and not data.is_integer()):
-            self.fail("invalid")
-        if isinstance(data, str) and not self.context.get("form"):
-            self.fail("invalid")
-        return super().to_internal_value(data)
 
 
 @extend_schema_field({"type": "array", "items": {"type": "object", "additionalProperties": {}}})
@@ -513,8 +473,8 @@ class WorkflowCaseStartInputSerializer(serializers.Serializer):
     comment = _comment_field(label="发起意见")
 
     def validate_fields(self, value):
-        if _unstorable(value):
-            raise serializers.ValidationError(UNSTORABLE % "业务字段")
+        if unstorable(value):
+            raise serializers.ValidationError(unstorable_message("业务字段"))
         return value
 
 
@@ -627,7 +587,7 @@ class TaskViewSet(WorkflowViewMixin, viewsets.GenericViewSet):
     parser_classes = [JSONParser, MultiPartParser, FormParser]
 
     def _task(self, pk) -> Task:
-        task = Task.objects.select_related("case", "assignee").filter(pk=_parse_id(pk)).first()
+        task = Task.objects.select_related("case", "assignee").filter(pk=parse_id(pk)).first()
         if task is None:
             raise Http404
         return task
@@ -792,7 +752,7 @@ class CaseViewSet(WorkflowViewMixin, viewsets.GenericViewSet):
     parser_classes = [JSONParser]
 
     def _case(self, pk) -> Case:
-        case = selectors.case_get(user=self.request.user, pk=_parse_id(pk))
+        case = selectors.case_get(user=self.request.user, pk=parse_id(pk))
         if case is None:
             raise Http404
         return case
@@ -961,8 +921,8 @@ def _step_type_errors(steps) -> list[str]:
 
 def _check_definition_types(data: dict, request) -> dict:
     clean = _valid(WorkflowDefinitionFileSerializer, data, request)
-    if _unstorable(clean.get("steps")):
-        raise serializers.ValidationError({"steps": [UNSTORABLE % "环节"]})
+    if unstorable(clean.get("steps")):
+        raise serializers.ValidationError({"steps": [unstorable_message("环节")]})
     errors = _step_type_errors(clean.get("steps"))
     if errors:
         raise serializers.ValidationError({"steps": errors})
