@@ -1,10 +1,11 @@
-"""What every page's shell needs: modules, the acting post and the posts to switch to."""
+"""What every page's shell needs: modules, the acting post, the posts to switch to, the counts."""
 
 from __future__ import annotations
 
 from django.conf import settings
 
 from . import modules
+from .notices import notice_unread_count
 
 
 def shell(request):
@@ -17,5 +18,7 @@ def shell(request):
         "shell_posts": user.available_posts(),
         "shell_acting_post": user.acting_post,
         "shell_inbox_count": modules.inbox_count(user),
+        # One indexed COUNT (core_notice_unread: recipient_id, read_at).
+        "shell_notice_count": notice_unread_count(user=user),
         "shell_debug": settings.DEBUG,
     }

@@ -1,18 +1,21 @@
-"""Shell pages: workbench (工作台), audit log, health check."""
+"""Shell pages: workbench (工作台), in-app notices (站内提醒), audit log, health check."""
 
 from __future__ import annotations
 
 from django import forms
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.http import JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
 
-from . import modules
+from . import modules, notices
 from .models import AuditEntry
 from .permissions import scope
 from .ui import paginate
@@ -34,6 +37,41 @@ def workbench(request):
             "inbox_count": modules.inbox_count(user),
         },
     )
+
+
+@login_required
+def notice_list(request):
+    """站内提醒: the user's notices, newest first; unread ones stand out."""
+    page = paginate(request, notices.notice_list(user=request.user))
+    return render(
+        request,
+        "core/notices.html",
+        {"page_obj": page, "unread": notices.notice_unread_count(user=request.user)},
+    )
+
+
+@require_POST
+@login_required
+def notice_read(request, pk: int):
+    """Mark one notice read and follow its link (a same-site path only)."""
+    notice = notices.notice_list(user=request.user).filter(pk=pk).first()
+    if notice is None:
+        messages.error(request, _("该提醒不存在。"))
+        return redirect("core:notices")
+    notices.notice_mark_read(user=request.user, notice_id=notice.pk)
+    url = notice.url
+    if url and url.startswith("/") and url_has_allowed_host_and_scheme(url, {request.get_host()}):
+        return redirect(url)
+    return redirect("core:notices")
+
+
+@require_POST
+@login_required
+def notice_read_all(request):
+    changed = notices.notice_mark_read(user=request.user)
+    if changed:
+        messages.success(request, _("已将 %(n)s 条提醒标为已读。") % {"n": changed})
+    return redirect("core:notices")
 
 
 class AuditFilterForm(forms.Form):

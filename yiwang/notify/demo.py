@@ -51,7 +51,7 @@ def load() -> dict[str, int]:
             created_templates += 1
     created_messages = 0
     if not Message.objects.exists():
-        staff = User.objects.filter(username="staff").first()
+        staff = User.objects.filter(username="edu_admin").first()  # 区教育局办公室主任
         exam = Template.objects.get(unit=units["BL-EDU"], code="exam-notice", active=True)
         for i, (name, mobile) in enumerate([("王同学", "13905749001"), ("李同学", "13905749002"),
                                             ("张同学", "13905749003")]):  # fmt: skip

@@ -19,6 +19,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 from django.db.models import Q
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -30,6 +31,7 @@ from . import clock, schema, signals
 from .models import Action, Attachment, Case, Extension, ProcessDefinition, Suspension, Task
 
 EXTENSION_PROCESS = "workflow.extension"
+RESERVED_CODES = {"new", "import"}  # path segments of the definition screens
 MAX_ATTACHMENT_BYTES = getattr(settings, "YIWANG_MAX_ATTACHMENT_BYTES", 20 * 1024 * 1024)
 ATTACHMENT_TYPES = {
     ".pdf",
@@ -81,6 +83,8 @@ def definition_save(
     description = description if isinstance(description, str) else ""
     if not code or len(code) > 64 or not all(c.isalnum() or c in "._-" for c in code) or not code.isascii():
         errors["code"] = [_("流程代码只能用英文字母、数字、点、横线和下划线。")]
+    elif code in RESERVED_CODES:
+        errors["code"] = [_("“%(code)s”是保留字，请换一个流程代码。") % {"code": code}]
     if not (name or "").strip():
         errors["name"] = [_("请填写流程名称。")]
     if not (module or "").strip() or len(module) > 32:
@@ -955,7 +959,7 @@ def _remind(sender, case: Case, task: Task, overdue: bool = False, **kwargs) -> 
         recipient_id=task.delegate_id or task.assignee_id,
         module="workflow",
         title=template % {"title": task.title[:120], "step": task.step_name, "due": task.due_date},
-        url=f"/workflow/cases/{case.pk}/",
+        url=reverse("workflow:case_detail", args=[case.pk]),
     )
 
 
