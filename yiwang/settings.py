@@ -7,6 +7,7 @@ ALLOWED_HOSTS and DEBUG=0; see the configuration table in README.md.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -264,6 +265,14 @@ CELERY_BEAT_SCHEDULE = {
 # Usage counters are buffered in memory and written in one query at most this often.
 YIWANG_USAGE_FLUSH_SECONDS = envint("YIWANG_USAGE_FLUSH_SECONDS", "30")
 YIWANG_AUDIT_CHAIN_BATCH = envint("YIWANG_AUDIT_CHAIN_BATCH", "5000")
+
+# SMS (notify). Gateways as JSON (see yiwang/notify/gateways/__init__.py); without it, the local
+# fake gateway on 127.0.0.1:8925 that bin/demo starts. Test API keys only reach the fake one.
+YIWANG_SMS_GATEWAYS = json.loads(env("YIWANG_SMS_GATEWAYS", "null"))
+YIWANG_SMS_TEST_GATEWAY = env("YIWANG_SMS_TEST_GATEWAY", "fake")
+YIWANG_SMS_FAILOVER = json.loads(env("YIWANG_SMS_FAILOVER", "null"))
+YIWANG_SMS_CALLBACK_SECRET = env("YIWANG_SMS_CALLBACK_SECRET", "")  # signs status callbacks; SECRET_KEY if empty
+YIWANG_SMS_RETENTION_DAYS = envint("YIWANG_SMS_RETENTION_DAYS", "180")
 
 LOGGING = {
     "version": 1,
