@@ -299,8 +299,8 @@ def job_create(
     return job
 
 
-def _row_problem(values: list[str], mobile_col: int, columns: dict[str, int], template: Template, signature: str):
-    """Validate one row; returns (Prepared, None) or (None, problem)."""
+def _row_problem(values: list[str], mobile_col: int, columns: dict[str, int], fill, signature: str):
+    """Validate one row (``fill`` is the template's compiled body); returns (Prepared, None) or (None, problem)."""
     raw_mobile = values[mobile_col] if mobile_col < len(values) else ""
     mobile = normalise_mobile(raw_mobile)
     if not is_valid_mobile(mobile):
@@ -310,7 +310,7 @@ def _row_problem(values: list[str], mobile_col: int, columns: dict[str, int], te
     if missing:
         return None, _("缺少占位符的值：%(names)s") % {"names": "、".join(missing)}
     try:
-        body = text.render(template.body, row_values)
+        body = fill(row_values)
     except text.SmsTextError as error:
         return None, " ".join(error.messages)
     final = f"【{signature}】{body}" if signature else body  # the policy's signature was validated when saved
@@ -334,6 +334,7 @@ def job_validate(*, job: Job, progress_every: int = 20000) -> Job:
             if absent:
                 raise ValidationError(_("表头缺少模板占位符对应的列：%(names)s") % {"names": "、".join(absent)})
             columns = {name: sheet.header.index(name) for name in wanted}
+            fill = text.compile_body(template.body)
             opted_out = set() if template.urgent else set(OptOut.objects.values_list("mobile", flat=True))
             Message.objects.filter(job=job).delete()  # a re-run after a crash starts clean
             counts = {"total": 0, "valid": 0, "invalid": 0, "opted_out": 0, "parts": 0}
@@ -342,7 +343,7 @@ def job_validate(*, job: Job, progress_every: int = 20000) -> Job:
             priority = Message.Priority.URGENT if template.urgent else Message.Priority.NORMAL
             for number, values in sheet.rows():
                 counts["total"] += 1
-                prepared, problem = _row_problem(values, mobile_col, columns, template, policy.signature)
+                prepared, problem = _row_problem(values, mobile_col, columns, fill, policy.signature)
                 if prepared is not None and prepared.mobile in opted_out:
                     prepared, problem = None, _("号码已退订")
                     counts["opted_out"] += 1

@@ -100,9 +100,17 @@ def placeholders(body: str) -> list[str]:
     return list(dict.fromkeys(m.group(1) for m in _PLACEHOLDER_RE.finditer(body or "")))
 
 
+# Values made only of these characters need no cleaning (the common case: names, dates,
+# numbers); ``\w`` never matches a control or format character.
+_PLAIN_VALUE_RE = re.compile(r"[\w ,.:;!?@#%&*+=/()（）：，。、！？“”‘’《》·—…~¥$'\-]*")
+
+
 def clean_value(value: object) -> str:
     """A value as inserted: one line, no invisible characters, no 【】, trimmed."""
-    value = _LINE_BREAKS_RE.sub(" ", "" if value is None else str(value))
+    value = "" if value is None else str(value)
+    if _PLAIN_VALUE_RE.fullmatch(value):
+        return value.strip()
+    value = _LINE_BREAKS_RE.sub(" ", value)
     value = "".join(ch for ch in value if unicodedata.category(ch) not in ("Cc", "Cf"))
     return value.translate(_VALUE_BRACKETS).strip()
 
@@ -114,6 +122,26 @@ def render(body: str, values: Mapping[str, object]) -> str:
     if missing:
         raise MissingPlaceholders(missing)
     return _PLACEHOLDER_RE.sub(lambda m: cleaned[m.group(1)], body)
+
+
+def compile_body(body: str):
+    """``render`` for one body and many rows (a mass send): the body is parsed once.
+
+    Returns ``fill(values) -> str`` raising ``MissingPlaceholders`` like ``render``.
+    """
+    pieces = _PLACEHOLDER_RE.split(body or "")  # literal, name, literal, name, …, literal
+    names = list(dict.fromkeys(pieces[1::2]))
+
+    def fill(values: Mapping[str, object]) -> str:
+        cleaned = {name: clean_value(values.get(name)) for name in names}
+        missing = [name for name in names if not cleaned[name]]
+        if missing:
+            raise MissingPlaceholders(missing)
+        out = pieces[:]
+        out[1::2] = [cleaned[name] for name in pieces[1::2]]
+        return "".join(out)
+
+    return fill
 
 
 def check_template(body: str, *, signature: str = "", limit: int = MAX_LENGTH) -> None:

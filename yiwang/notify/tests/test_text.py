@@ -253,3 +253,20 @@ class TestInvariants:
         body = "".join(f"（（{name}))x" for name in found)
         assert placeholders(body) == list(dict.fromkeys(found))
         assert placeholders(normalise(body)) == placeholders(body)
+
+
+@given(
+    st.lists(st.sampled_from(["((姓名))", "((日期))", "您好", "，", "((a-b))", " "]), max_size=8),
+    st.dictionaries(st.sampled_from(["姓名", "日期", "a-b"]), st.text(max_size=12), max_size=3),
+)
+def test_compiled_body_renders_exactly_like_render(parts, values):
+    body = "".join(parts)
+    fill = text.compile_body(body)
+    try:
+        expected = text.render(body, values)
+    except text.MissingPlaceholders as error:
+        with pytest.raises(text.MissingPlaceholders) as again:
+            fill(values)
+        assert again.value.messages == error.messages
+    else:
+        assert fill(values) == expected
