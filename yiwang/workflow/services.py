@@ -17,7 +17,7 @@ from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.uploadedfile import UploadedFile
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
@@ -31,6 +31,7 @@ from . import clock, schema, signals
 from .models import Action, Attachment, Case, Extension, ProcessDefinition, Suspension, Task
 
 EXTENSION_PROCESS = "workflow.extension"
+_NO_KEY = connection.features.has_select_for_no_key_update
 RESERVED_CODES = {"new", "import"}  # path segments of the definition screens
 MAX_ATTACHMENT_BYTES = getattr(settings, "YIWANG_MAX_ATTACHMENT_BYTES", 20 * 1024 * 1024)
 ATTACHMENT_TYPES = {
@@ -433,10 +434,17 @@ def acting_for(task: Task, user: User) -> User | bool | None:
     return False
 
 
+def _locked_cases():
+    """Cases locked for an action: the case row only (``OF self``), not the definition it joins,
+    and ``NO KEY UPDATE``, so inserting tasks and history that reference the case is not blocked.
+    Locking the definition too would serialise every action on every case of a process (bench)."""
+    return Case.objects.select_for_update(of=("self",), no_key=_NO_KEY).select_related("definition")
+
+
 def _lock(task: Task) -> tuple[Case, Task]:
     """Lock the case, then re-read the task: every check below sees the committed state."""
-    case = Case.objects.select_for_update().select_related("definition").get(pk=task.case_id)
-    return case, Task.objects.select_for_update().get(pk=task.pk)
+    case = _locked_cases().get(pk=task.case_id)
+    return case, Task.objects.select_for_update(no_key=_NO_KEY).get(pk=task.pk)
 
 
 def _check_can_act(case: Case, task: Task, actor: User) -> User | None:
@@ -718,7 +726,7 @@ def case_comment(*, case: Case, actor: User, comment: str, files: Sequence[Uploa
         raise PermissionDenied(_("无权查看该流程。"))
     comment = _clean_comment(comment, required=not files)
     _check_files(files)
-    case = Case.objects.select_for_update().get(pk=case.pk)
+    case = _locked_cases().get(pk=case.pk)
     action = _history(case, Action.Kind.COMMENT, actor=actor, comment=comment)
     _attach(action, files, actor)
     return action
@@ -738,7 +746,7 @@ def can_withdraw(case: Case, user: User) -> bool:
 @transaction.atomic
 def case_withdraw(*, case: Case, actor: User, comment: str = "") -> Case:
     """The initiator takes the case back (撤回) before anyone has acted on it."""
-    case = Case.objects.select_for_update().select_related("definition").get(pk=case.pk)
+    case = _locked_cases().get(pk=case.pk)
     if case.initiator_id != actor.pk:
         raise PermissionDenied(_("只有发起人可以撤回。"))
     if not case.is_running:
@@ -754,7 +762,7 @@ def case_withdraw(*, case: Case, actor: User, comment: str = "") -> Case:
 @transaction.atomic
 def case_cancel(*, case: Case, actor: User | None, reason: str) -> Case:
     """The owning module ends a running case (e.g. its document was deleted)."""
-    case = Case.objects.select_for_update().select_related("definition").get(pk=case.pk)
+    case = _locked_cases().get(pk=case.pk)
     if not case.is_running:
         return case
     _finish(case, Case.Status.CANCELLED, actor=actor, comment=_clean_comment(reason, required=True))
@@ -779,7 +787,7 @@ def can_manage_clock(case: Case, user: User) -> bool:
 @transaction.atomic
 def case_suspend(*, case: Case, actor: User, reason: str) -> Suspension:
     """Pause the case's clocks (挂起), e.g. while the applicant corrects documents."""
-    case = Case.objects.select_for_update().get(pk=case.pk)
+    case = _locked_cases().get(pk=case.pk)
     if not case.is_running:
         raise ValidationError(_("该流程已办结，无法挂起。"))
     if not can_manage_clock(case, actor):
@@ -799,7 +807,7 @@ def case_suspend(*, case: Case, actor: User, reason: str) -> Suspension:
 @transaction.atomic
 def case_resume(*, case: Case, actor: User, reason: str = "") -> Suspension:
     """Restart the clocks; the paused working days move every open deadline later."""
-    case = Case.objects.select_for_update().get(pk=case.pk)
+    case = _locked_cases().get(pk=case.pk)
     if not case.is_running:
         raise ValidationError(_("该流程已办结，无需恢复。"))
     if not can_manage_clock(case, actor):
@@ -889,7 +897,7 @@ def _extension_process() -> ProcessDefinition:
 @transaction.atomic
 def extension_request(*, case: Case, actor: User, days: int, reason: str) -> Extension:
     """Ask to extend the case's time limit (延期); a leader approves it through its own case."""
-    case = Case.objects.select_for_update().get(pk=case.pk)
+    case = _locked_cases().get(pk=case.pk)
     if not case.is_running:
         raise ValidationError(_("该流程已办结，无需延期。"))
     if not can_manage_clock(case, actor):
@@ -927,7 +935,7 @@ def _extension_decided(sender, case: Case, outcome: str, **kwargs) -> None:
     extension.status = Extension.Status.APPROVED if outcome == Case.Status.APPROVED else Extension.Status.REFUSED
     extension.decided_at = _now()
     extension.save(update_fields=["status", "decided_at"])
-    target = Case.objects.select_for_update().get(pk=extension.case_id)
+    target = _locked_cases().get(pk=extension.case_id)
     if extension.status == Extension.Status.APPROVED and target.is_running:
         target.extended_days += extension.days
         _shift_deadlines(target, extension.days)
