@@ -10,12 +10,14 @@ from yiwang.core.views import healthz
 api_patterns = [
     path("org/", include("yiwang.org.api_urls")),
     path("workflow/", include("yiwang.workflow.api_urls")),
+    path("notify/", include("yiwang.notify.api_urls")),
 ]
 
 urlpatterns = [
     path("", include("yiwang.core.urls")),
     path("org/", include("yiwang.org.urls")),
     path("workflow/", include("yiwang.workflow.urls")),
+    path("notify/", include("yiwang.notify.urls")),
     path("api/", include((api_patterns, "api"))),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves Swagger UI's start-up script as a file (no inline script);

@@ -10,6 +10,7 @@ from __future__ import annotations
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
+from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions, pagination, permissions
 
 
@@ -20,16 +21,16 @@ class Pagination(pagination.PageNumberPagination):
 
 
 _MESSAGES = {
-    "not_authenticated": "未登录或认证信息缺失。",
-    "authentication_failed": "认证失败：API 密钥无效、已撤销或已过期。",
-    "permission_denied": "无权执行此操作。",
-    "not_found": "记录不存在或无权查看。",
-    "method_not_allowed": "不支持该请求方法。",
-    "throttled": "请求过于频繁，请稍后再试。",
-    "parse_error": "请求内容无法解析。",
-    "unsupported_media_type": "不支持的内容类型。",
-    "invalid": "提交的数据有误，请检查后重试。",
-    "not_acceptable": "无法提供所请求的格式。",
+    "not_authenticated": _("未登录或认证信息缺失。"),
+    "authentication_failed": _("认证失败：API 密钥无效、已撤销或已过期。"),
+    "permission_denied": _("无权执行此操作。"),
+    "not_found": _("记录不存在或无权查看。"),
+    "method_not_allowed": _("不支持该请求方法。"),
+    "throttled": _("请求过于频繁，请稍后再试。"),
+    "parse_error": _("请求内容无法解析。"),
+    "unsupported_media_type": _("不支持的内容类型。"),
+    "invalid": _("提交的数据有误，请检查后重试。"),
+    "not_acceptable": _("无法提供所请求的格式。"),
 }
 
 
@@ -51,13 +52,13 @@ def exception_handler(exc, context):
     if isinstance(exc, exceptions.ValidationError):
         code = "invalid"
         details = response.data if isinstance(response.data, dict) else {"non_field_errors": response.data}
-        message = _MESSAGES["invalid"]
+        message = str(_MESSAGES["invalid"])
         if list(details) == ["non_field_errors"] and details["non_field_errors"]:
             message = str(details["non_field_errors"][0])  # a business-rule refusal: say it plainly
     else:
         code = exc.get_codes() if isinstance(exc.get_codes(), str) else "error"
         detail = getattr(exc, "detail", "")
-        message = _MESSAGES.get(code) or str(detail)
+        message = str(_MESSAGES.get(code) or detail)
         # a message raised on purpose by our code (already Chinese) wins over the generic one
         if isinstance(detail, str) and getattr(exc, "yiwang_message", False):
             message = detail

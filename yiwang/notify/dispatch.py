@@ -18,13 +18,13 @@ import uuid
 from collections import defaultdict
 
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from .gateways import OutboundSms, SendStatus, choose_gateway, record_outcome
 from .models import Job, Message, UsageDay
-from .services import policy_for
+from .services import in_quiet_hours, policy_for
 
 logger = logging.getLogger(__name__)
 
@@ -100,12 +100,16 @@ def dispatch_round(lane: str, *, batch: int = BATCH) -> int:
     queue = _queue(lane, now)
     if lane == URGENT:
         return send(claim(queue, limit=batch))
-    sent = 0
+    # Every normal-lane round serves the urgent lane first, so an urgent message never waits for
+    # a worker busy with a mass send (a demo runs one worker for both queues).
+    sent = send(claim(_queue(URGENT, now), limit=batch))
     # Units with work: single messages and rows of jobs that are sending.
     sending_jobs = Job.objects.filter(status=Job.Status.SENDING)
     units = set(queue.filter(job__isnull=True).values_list("unit_id", flat=True).distinct()[:1000])
     units |= set(sending_jobs.values_list("unit_id", flat=True))
     for unit_id in sorted(units):
+        if in_quiet_hours(policy_for_id(unit_id), now):
+            continue  # mass sends pause at night (免打扰); urgent rows go by their own lane
         allowance = _rate_allowance(unit_id, batch)
         if not allowance:
             continue
@@ -178,8 +182,24 @@ def _record(rows: list[Message], results: dict, gateway_code: str) -> None:
             usage[(message.unit_id, timezone.localdate(now))]["failed"] += 1
     record_outcome(gateway_code, outcomes)
     with transaction.atomic():
+        # A receipt may have arrived (and been applied by id) before this save: keep its verdict.
+        settled = set(
+            Message.objects.select_for_update()
+            .filter(pk__in=[m.pk for m in rows], status__in=Message.FINAL)
+            .values_list("pk", flat=True)
+        )
+        for message in rows:
+            if message.pk in settled:
+                fresh = Message.objects.get(pk=message.pk)
+                message.status, message.delivered_at = fresh.status, fresh.delivered_at
+                message.error_code, message.error = fresh.error_code, fresh.error
+        sent = [m for m in rows if m.status == Message.Status.SENT]
+        _save_sent(sent, gateway_code, now)
+        sent_ids = {m.pk for m in sent}
         Message.objects.bulk_update(
-            rows, ["status", "gateway", "provider_id", "sent_at", "error_code", "error", "not_before", "claim"],
+            [m for m in rows if m.pk not in sent_ids],
+            ["status", "gateway", "provider_id", "sent_at", "error_code", "error", "not_before", "claim",
+             "delivered_at"],
             batch_size=500,
         )  # fmt: skip
         usage_add(usage)
@@ -188,6 +208,28 @@ def _record(rows: list[Message], results: dict, gateway_code: str) -> None:
         from .services import callbacks_queue
 
         callbacks_queue(failed)
+
+
+def _save_sent(rows: list[Message], gateway_code: str, now: dt.datetime) -> None:
+    """Record accepted rows: one statement on PostgreSQL (``UPDATE … FROM (VALUES …)``), where
+    Django's ``bulk_update`` (a CASE per field) was most of the dispatcher's time (bench)."""
+    if not rows:
+        return
+    if connection.vendor != "postgresql":
+        Message.objects.bulk_update(rows, ["status", "gateway", "provider_id", "sent_at", "error_code", "error",
+                                           "claim"], batch_size=500)  # fmt: skip
+        return
+    values = ", ".join(["(%s::bigint, %s)"] * len(rows))
+    params: list = [Message.Status.SENT, gateway_code, now]
+    for message in rows:
+        params += [message.pk, message.provider_id]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE notify_message AS m SET status = %s, gateway = %s, sent_at = %s, provider_id = v.provider_id, "
+            "claim = '', error_code = '', error = '' "
+            f"FROM (VALUES {values}) AS v(id, provider_id) WHERE m.id = v.id",
+            params,
+        )
 
 
 def usage_add(usage: dict[tuple[int, dt.date], dict[str, int]]) -> None:

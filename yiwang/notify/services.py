@@ -7,16 +7,19 @@ UPDATE and hands them to ``gateways``.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import hashlib
 import hmac
+import io
 import logging
+import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.files.base import ContentFile
+from django.core.files.base import File
 from django.db import connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
@@ -104,6 +107,12 @@ def template_save(*, actor: User | None, unit: Unit, code: str, name: str, body:
     """Save a template as the next version of (unit, code); sends already made keep their version."""
     if not can_use_unit(actor, unit):
         raise PermissionDenied(_("无权为该单位维护短信模板。"))
+    if kind in Template.URGENT_KINDS and actor is not None:
+        from yiwang.org.services import can_manage_unit
+
+        if not can_manage_unit(actor, unit):
+            # urgent messages skip opt-outs and quiet hours: only a unit's administrator decides that
+            raise PermissionDenied(_("验证码、告警类模板须由单位管理员创建。"))
     errors: dict[str, list[str]] = {}
     code = (code or "").strip()
     if not code or not code.isascii() or len(code) > 64 or not all(c.isalnum() or c in "-_" for c in code):
@@ -233,6 +242,8 @@ def message_send(
         urgent = template.urgent if urgent is None else urgent
     elif not (body or "").strip():
         raise ValidationError({"body": _("请填写短信内容或选择模板。")})
+    elif "【" in body or "】" in body:
+        raise ValidationError({"body": _("短信内容中不能含有【】：签名由平台自动加在开头。")})
     prepared = prepare(unit=unit, mobile=mobile, body=body, policy=policy)
     now = timezone.now()
     if send_at is not None and not now - dt.timedelta(minutes=1) <= send_at <= now + MAX_SCHEDULE_AHEAD:
@@ -320,12 +331,21 @@ def _row_problem(values: list[str], mobile_col: int, columns: dict[str, int], fi
 
 
 def job_validate(*, job: Job, progress_every: int = 20000) -> Job:
-    """Read the sheet, check every row, persist valid rows once (unique per row) and write the report."""
+    """Read the sheet, check every row, persist valid rows once (unique per row) and write the report.
+
+    Memory stays flat whatever the file: rows are inserted in batches and problems are written
+    to the report file as they are found (only the first ``ERROR_SAMPLE`` are kept for the preview).
+    """
     job = Job.objects.select_related("template", "unit").get(pk=job.pk)
     if job.status != Job.Status.VALIDATING:
         return job
     template, policy = job.template, policy_for(job.unit)
-    with job.source.open("rb") as upload:
+    counts = {"total": 0, "valid": 0, "invalid": 0, "opted_out": 0, "parts": 0}
+    sample: list[list] = []
+    with job.source.open("rb") as upload, tempfile.TemporaryFile() as report:
+        report_text = io.TextIOWrapper(report, encoding="utf-8-sig", newline="")
+        report_csv = csv.writer(report_text)
+        report_csv.writerow([_("行号"), _("手机号"), _("问题")])
         try:
             sheet = spreadsheet.open_sheet(upload, job.source_name)
             mobile_col = sheet.mobile_column()
@@ -337,8 +357,6 @@ def job_validate(*, job: Job, progress_every: int = 20000) -> Job:
             fill = text.compile_body(template.body)
             opted_out = set() if template.urgent else set(OptOut.objects.values_list("mobile", flat=True))
             Message.objects.filter(job=job).delete()  # a re-run after a crash starts clean
-            counts = {"total": 0, "valid": 0, "invalid": 0, "opted_out": 0, "parts": 0}
-            errors: list[list] = []
             batch: list[tuple] = []
             priority = Message.Priority.URGENT if template.urgent else Message.Priority.NORMAL
             for number, values in sheet.rows():
@@ -349,7 +367,10 @@ def job_validate(*, job: Job, progress_every: int = 20000) -> Job:
                     counts["opted_out"] += 1
                 if prepared is None:
                     counts["invalid"] += 1
-                    errors.append([number, values[mobile_col] if mobile_col < len(values) else "", problem])
+                    row = [number, values[mobile_col] if mobile_col < len(values) else "", problem]
+                    report_csv.writerow(row)
+                    if len(sample) < ERROR_SAMPLE:
+                        sample.append(row)
                     continue
                 counts["valid"] += 1
                 counts["parts"] += prepared.parts
@@ -362,21 +383,27 @@ def job_validate(*, job: Job, progress_every: int = 20000) -> Job:
             _insert_rows(job, batch, priority)
         except ValidationError as error:
             Message.objects.filter(job=job).delete()
-            Job.objects.filter(pk=job.pk).update(status=Job.Status.INVALID, problem=" ".join(error.messages)[:300])
-            job.refresh_from_db()
-            return job
-    if counts["total"] == 0:
-        Job.objects.filter(pk=job.pk).update(status=Job.Status.INVALID, problem=_("文件中没有数据行。"))
-        job.refresh_from_db()
-        return job
+            return _job_invalid(job, " ".join(error.messages))
+        if counts["total"] == 0:
+            return _job_invalid(job, _("文件中没有数据行。"))
+        if counts["invalid"]:
+            report_text.flush()
+            report.seek(0)
+            job.error_report.save(f"job-{job.pk}-errors.csv", File(report), save=False)
+        report_text.detach()
     job.total_rows, job.valid_rows, job.invalid_rows = counts["total"], counts["valid"], counts["invalid"]
     job.opted_out_rows, job.parts, job.processed_rows = counts["opted_out"], counts["parts"], counts["total"]
-    job.errors = errors[:ERROR_SAMPLE]
-    if errors:
-        report = spreadsheet.to_csv_bytes([_("行号"), _("手机号"), _("问题")], errors)
-        job.error_report.save(f"job-{job.pk}-errors.csv", ContentFile(report), save=False)
+    job.errors = sample
     job.status = Job.Status.VALIDATED
+    job.source.delete(save=False)  # the rows are saved; the uploaded sheet (personal data) is not kept
     job.save()
+    return job
+
+
+def _job_invalid(job: Job, problem: str) -> Job:
+    job.status, job.problem = Job.Status.INVALID, problem[:300]
+    job.source.delete(save=False)
+    job.save(update_fields=["status", "problem", "source", "updated_at"])
     return job
 
 
@@ -437,8 +464,11 @@ def job_confirm(*, actor: User, job: Job, send_at: dt.datetime | None = None) ->
     policy = policy_for(job.unit)
     if not policy.enabled:
         raise ValidationError(_("本单位的短信发送已被平台停用。"))
-    quota_reserve(unit=job.unit, count=job.valid_rows, day=timezone.localdate(send_at or now), policy=policy)
-    job.confirmed_at, job.scheduled_for = now, send_at or now
+    start = send_at or now
+    if not job.template.urgent and in_quiet_hours(policy, start):
+        start = quiet_hours_end(policy, start)  # a job confirmed at night starts in the morning
+    quota_reserve(unit=job.unit, count=job.valid_rows, day=timezone.localdate(start), policy=policy)
+    job.confirmed_at, job.scheduled_for = now, start
     if job.valid_rows >= policy.approval_threshold and not job.test:
         from yiwang.workflow import services as workflow
 
@@ -551,27 +581,39 @@ def receipts_apply(*, gateway_code: str, receipts) -> int:
     from .dispatch import usage_add
     from .gateways import ReceiptStatus
 
-    by_id = {r.provider_id: r for r in receipts if r.provider_id}
-    if not by_id:
+    by_provider = {r.provider_id: r for r in receipts if r.provider_id}
+    # Our own message id, where the gateway echoes it: a receipt can overtake the dispatcher's
+    # save of the provider id (the fake gateway answers within milliseconds).
+    by_ours = {int(r.id): r for r in receipts if str(r.id).isdigit()}
+    if not by_provider and not by_ours:
         return 0
     now = timezone.now()
     usage: dict = defaultdict(lambda: defaultdict(int))
     changed = []
     with transaction.atomic():
-        for message in Message.objects.select_for_update().filter(gateway=gateway_code, provider_id__in=list(by_id)):
-            if message.status in Message.FINAL:
+        matches = Message.objects.select_for_update().filter(
+            Q(gateway=gateway_code, provider_id__in=list(by_provider)) | Q(pk__in=list(by_ours))
+        )
+        for message in matches:
+            receipt = by_ours.get(message.pk) or by_provider.get(message.provider_id)
+            if receipt is None or message.status in Message.FINAL:
                 continue  # a repeated receipt changes nothing
-            receipt = by_id[message.provider_id]
+            if message.status == Message.Status.SENDING:
+                message.provider_id = message.provider_id or receipt.provider_id[:64]
+                message.gateway = message.gateway or gateway_code
             day = usage[(message.unit_id, timezone.localdate(message.sent_at or now))]
             if receipt.status == ReceiptStatus.DELIVERED:
                 message.status, message.delivered_at = Message.Status.DELIVERED, receipt.time or now
                 day["delivered"] += 1
             else:
                 message.status = Message.Status.PERMANENT_FAILURE
-                message.error_code, message.error = (receipt.error_code or "")[:64], _("运营商回执：未送达")
+                message.error_code = (receipt.error_code or "")[:64]
+                message.error = (receipt.error_message or _("运营商回执：未送达"))[:200]
                 day["failed"] += 1
             changed.append(message)
-        Message.objects.bulk_update(changed, ["status", "delivered_at", "error_code", "error"], batch_size=500)
+        Message.objects.bulk_update(
+            changed, ["status", "delivered_at", "error_code", "error", "provider_id", "gateway"], batch_size=500
+        )
         usage_add(usage)
         callbacks_queue([m for m in changed if m.callback_url])
     return len(changed)
@@ -651,5 +693,8 @@ def messages_purge(*, days: int | None = None) -> int:
     days = days or getattr(settings, "YIWANG_SMS_RETENTION_DAYS", 180)
     cutoff = timezone.now() - dt.timedelta(days=days)
     deleted, _ = Message.objects.filter(created_at__lt=cutoff).exclude(status__in=Message.PENDING_STATES).delete()
-    Job.objects.filter(finished_at__lt=cutoff).delete()
+    for job in Job.objects.filter(created_at__lt=cutoff).exclude(status__in=Job.OPEN):
+        job.error_report.delete(save=False)
+        job.source.delete(save=False)
+        job.delete()
     return deleted

@@ -25,6 +25,9 @@ from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from django.utils import timezone
+from django.utils.functional import lazy
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, gettext_noop
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
@@ -48,7 +51,7 @@ from .models import Action, Attachment, Case, Extension, ProcessDefinition, Task
 MAX_FILES = 10
 MAX_SIGNERS = 50
 MAX_IMPORT_BYTES = 1024 * 1024
-ADMIN_ONLY = "只有平台管理员可以维护流程定义。"
+ADMIN_ONLY = gettext_lazy("只有平台管理员可以维护流程定义。")
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -84,7 +87,7 @@ def _users(usernames: list[str], field: str) -> list[User]:
     found = {u.username: u for u in User.objects.filter(username__in=usernames)}
     missing = [name for name in usernames if name not in found]
     if missing:
-        raise serializers.ValidationError({field: [f"找不到用户：{'、'.join(missing)}。"]})
+        raise serializers.ValidationError({field: [_("找不到用户：%(names)s。") % {"names": "、".join(missing)}]})
     return [found[name] for name in usernames]
 
 
@@ -96,14 +99,19 @@ class StepsField(serializers.JSONField):
     """A definition's steps as given: the engine checks them and names each faulty step."""
 
 
-def _comment_field(*, label: str = "意见", max_length: int = services.MAX_COMMENT, **kwargs):
+def _too_long(label: str, max_length: int):
+    """The max_length message, translated (label included) when it is shown, not at import."""
+    return lazy(lambda: _("%(label)s不能超过 %(max)s 字。") % {"label": _(label), "max": max_length}, str)()
+
+
+def _comment_field(*, label: str = gettext_noop("意见"), max_length: int = services.MAX_COMMENT, **kwargs):
     return serializers.CharField(
         required=False,
         allow_blank=True,
         allow_null=True,
         default="",
         max_length=max_length,
-        error_messages={"max_length": f"{label}不能超过 {max_length} 字。"},
+        error_messages={"max_length": _too_long(label, max_length)},
         help_text=f"{label}（不超过 {max_length} 字）",
         **kwargs,
     )
@@ -470,28 +478,28 @@ class WorkflowCaseStartInputSerializer(serializers.Serializer):
         default=None,
         help_text="主办单位 ID",
     )
-    comment = _comment_field(label="发起意见")
+    comment = _comment_field(label=gettext_noop("发起意见"))
 
     def validate_fields(self, value):
         if unstorable(value):
-            raise serializers.ValidationError(unstorable_message("业务字段"))
+            raise serializers.ValidationError(unstorable_message(_("业务字段")))
         return value
 
 
 class WorkflowSuspendInputSerializer(serializers.Serializer):
     reason = serializers.CharField(
-        max_length=200, error_messages={"max_length": "挂起原因不能超过 200 字。"}, help_text="挂起原因"
+        max_length=200, error_messages={"max_length": gettext_lazy("挂起原因不能超过 200 字。")}, help_text="挂起原因"
     )
 
 
 class WorkflowResumeInputSerializer(serializers.Serializer):
-    reason = _comment_field(label="恢复说明", max_length=200)
+    reason = _comment_field(label=gettext_noop("恢复说明"), max_length=200)
 
 
 class WorkflowExtensionInputSerializer(serializers.Serializer):
     days = StrictIntegerField(help_text="延期工作日（1–60）")
     reason = serializers.CharField(
-        max_length=300, error_messages={"max_length": "延期理由不能超过 300 字。"}, help_text="延期理由"
+        max_length=300, error_messages={"max_length": gettext_lazy("延期理由不能超过 300 字。")}, help_text="延期理由"
     )
 
 
@@ -915,14 +923,14 @@ def _step_type_errors(steps) -> list[str]:
         if isinstance(condition, dict):
             bad += [f"condition.{name}" for name in ("field", "op") if not scalar(condition.get(name))]
         if bad:
-            errors.append(f"{label}：{'、'.join(bad)} 格式错误。")
+            errors.append(_("%(step)s：%(names)s 格式错误。") % {"step": label, "names": "、".join(bad)})
     return errors
 
 
 def _check_definition_types(data: dict, request) -> dict:
     clean = _valid(WorkflowDefinitionFileSerializer, data, request)
     if unstorable(clean.get("steps")):
-        raise serializers.ValidationError({"steps": [unstorable_message("环节")]})
+        raise serializers.ValidationError({"steps": [unstorable_message(_("环节"))]})
     errors = _step_type_errors(clean.get("steps"))
     if errors:
         raise serializers.ValidationError({"steps": errors})
@@ -995,10 +1003,10 @@ class DefinitionViewSet(WorkflowViewMixin, viewsets.GenericViewSet):
     def create(self, request):
         _require_platform_admin(request.user)
         if not isinstance(request.data, dict):
-            raise serializers.ValidationError(["请提交 JSON 对象。"])
+            raise serializers.ValidationError([_("请提交 JSON 对象。")])
         data = _check_definition_types(request.data, request)
         if "format" in data and data["format"] != schema.FORMAT:
-            raise serializers.ValidationError({"format": [f"格式应为 {schema.FORMAT}。"]})
+            raise serializers.ValidationError({"format": [_("格式应为 %(format)s。") % {"format": schema.FORMAT}]})
         with _engine():
             definition = services.definition_save(
                 actor=request.user,
@@ -1030,16 +1038,18 @@ class DefinitionViewSet(WorkflowViewMixin, viewsets.GenericViewSet):
         if _is_form(request):
             upload = request.data.get("file")
             if not hasattr(upload, "read"):
-                raise serializers.ValidationError({"file": ["请上传导出的 JSON 文件。"]})
+                raise serializers.ValidationError({"file": [_("请上传导出的 JSON 文件。")]})
             if upload.size > MAX_IMPORT_BYTES:
-                raise serializers.ValidationError({"file": [f"文件不能超过 {MAX_IMPORT_BYTES >> 10} KB。"]})
+                raise serializers.ValidationError(
+                    {"file": [_("文件不能超过 %(size)s KB。") % {"size": MAX_IMPORT_BYTES >> 10}]}
+                )
             data = upload.read()
             try:
                 data = json.loads(data)
             except (ValueError, UnicodeDecodeError):
                 pass  # the engine says why it is not a definition file
             except RecursionError:
-                raise serializers.ValidationError({"file": ["JSON 嵌套层次过深。"]}) from None
+                raise serializers.ValidationError({"file": [_("JSON 嵌套层次过深。")]}) from None
         else:
             data = request.data
         if isinstance(data, dict) and data.get("format") == schema.FORMAT:

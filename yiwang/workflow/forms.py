@@ -79,7 +79,7 @@ class PersonPicker:
         posts = getattr(person, "active_posts", None) or []
         unit = posts[0].unit.name if posts else ""
         name = person.full_name or person.username
-        return f"{name}（{unit}）" if unit else name
+        return _("%(name)s（%(unit)s）") % {"name": name, "unit": unit} if unit else name
 
     @property
     def choices(self) -> list[tuple[str, str]]:
@@ -267,7 +267,8 @@ class StartForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.definitions = {d.code: d for d in definitions}
         self.fields["process"].choices = [("", _("请选择流程"))] + [
-            (d.code, f"{d.name}（{module_names.get(d.module, d.module)}）") for d in definitions
+            (d.code, _("%(name)s（%(module)s）") % {"name": d.name, "module": module_names.get(d.module, d.module)})
+            for d in definitions
         ]
 
     def clean_process(self):
@@ -300,7 +301,9 @@ class DefinitionForm(forms.Form):
 
 def _unit_choices() -> list[tuple[str, str]]:
     units = Unit.objects.filter(status=Unit.Status.ACTIVE).order_by("path").values_list("code", "name", "depth")
-    return [(code, f"{'　' * depth}{name}（{code}）") for code, name, depth in units]
+    return [
+        (code, "　" * depth + _("%(name)s（%(code)s）") % {"name": name, "code": code}) for code, name, depth in units
+    ]
 
 
 def _role_choices() -> list[tuple[str, str]]:

@@ -157,10 +157,10 @@ def describe_rule(rule: dict) -> str:
         role = Role.objects.filter(code=rule.get("role")).values_list("name", flat=True).first() or rule.get("role")
         return f"{unit} · {role}"
     if kind == "initiator_leader":
-        return f"{RULE_TYPES[kind]}（{RANKS.get(rule.get('rank', ''), '')}）"
+        return _("%(rule)s（%(who)s）") % {"rule": RULE_TYPES[kind], "who": RANKS.get(rule.get("rank", ""), "")}
     if kind == "lead_unit":
         role = Role.objects.filter(code=rule.get("role")).values_list("name", flat=True).first()
-        return f"{RULE_TYPES[kind]}（{role or RANKS.get(rule.get('rank', ''), '')}）"
+        return _("%(rule)s（%(who)s）") % {"rule": RULE_TYPES[kind], "who": role or RANKS.get(rule.get("rank", ""), "")}
     return "?"
 
 

@@ -66,7 +66,7 @@ def _form_error_messages(form) -> list[str]:
     out = []
     for field, errors in form.errors.items():
         label = form.fields[field].label if field in form.fields and field != NON_FIELD_ERRORS else ""
-        out += [f"{label}：{e}" if label else str(e) for e in errors]
+        out += [_("%(label)s：%(message)s") % {"label": label, "message": e} if label else str(e) for e in errors]
     return out
 
 
@@ -510,7 +510,7 @@ def case_start(request):
 
 def _registry_choices(user, extra: str = "") -> list[tuple[str, str]]:
     names = _module_names(user)
-    choices = [(code, f"{name}（{code}）") for code, name in names.items()]
+    choices = [(code, _("%(name)s（%(code)s）") % {"name": name, "code": code}) for code, name in names.items()]
     if extra and extra not in names:
         choices.append((extra, extra))
     return choices
@@ -689,7 +689,9 @@ def definition_import(request):
             }
             for field, messages_ in found.items():
                 label = labels.get(field, "")
-                errors += [f"{label}：{m}" if label else m for m in messages_]
+                errors += [
+                    _("%(label)s：%(message)s") % {"label": label, "message": m} if label else m for m in messages_
+                ]
             errors += step_errors
         else:
             messages.success(

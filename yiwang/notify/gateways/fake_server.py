@@ -6,6 +6,9 @@ failover, signed receipts — runs for real without sending a single SMS:
 * ``POST /send`` — ``{"messages": [{"id", "mobile", "text"}, …]}`` (at most 1,000) →
   ``{"results": [{"id", "status", "provider_id", "error_code", "error_message"}, …]}``.
   A bad number is refused permanently (``MOBILE_NUMBER_ILLEGAL``), like a real provider.
+  The message ``id`` is an idempotency key: an id accepted before (among the last ``dedupe``
+  ids) is accepted again with the same ``provider_id`` but not recorded or receipted twice;
+  ``/stats`` counts it under ``duplicates``.
 * ``POST /control`` — change the behaviour (JSON body or query parameters): ``fail_rate``
   (0–1, the share of messages refused), ``fail_kind`` (temporary/permanent), ``latency_ms``
   (per request), ``down`` (every /send answers 503), ``callback_url`` (loopback only),
@@ -38,7 +41,7 @@ import secrets
 import signal
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from dataclasses import asdict, dataclass, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
@@ -142,6 +145,7 @@ class FakeSmsServer:
         secret: str = DEFAULT_SECRET,
         seed: int | None = None,
         keep: int = 100_000,
+        dedupe: int = 1_000_000,
         receipt_batch: int = 500,
         receipt_interval: float = 0.05,
         **behaviour,
@@ -154,6 +158,8 @@ class FakeSmsServer:
         self._stop = threading.Event()
         self._run = secrets.token_hex(3)  # ids stay unique across restarts
         self._messages: deque[dict] = deque(maxlen=keep)
+        self._accepted_ids: OrderedDict[str, str] = OrderedDict()  # id → provider_id (idempotency)
+        self._dedupe = dedupe
         self._seq = 0
         self._counts: Counter[str] = Counter()
         self._pending: deque[list] = deque()  # [due (monotonic), attempts, receipt]
@@ -220,6 +226,7 @@ class FakeSmsServer:
             self.behaviour = self.behaviour.updated(changes)
             if reset:
                 self._messages.clear()
+                self._accepted_ids.clear()
                 self._counts.clear()
                 self._pending.clear()
             return asdict(self.behaviour)
@@ -234,6 +241,13 @@ class FakeSmsServer:
             for message in messages:
                 sms_id, mobile, text = str(message.get("id", "")), str(message.get("mobile", "")), message.get("text")
                 self._counts["messages"] += 1
+                earlier = self._accepted_ids.get(sms_id) if sms_id else None
+                if earlier is not None:
+                    # A resend (the caller did not hear our answer): same provider id, sent once.
+                    self._counts["accepted"] += 1
+                    self._counts["duplicates"] += 1
+                    results.append({"id": sms_id, "status": "accepted", "provider_id": earlier})
+                    continue
                 if not is_valid_mobile(mobile) or len(mobile) != 11:
                     result = self._refused(sms_id, "permanent", "MOBILE_NUMBER_ILLEGAL", "号码格式错误")
                 elif not isinstance(text, str) or not text.strip():
@@ -255,6 +269,10 @@ class FakeSmsServer:
                         }
                     )
                     self._counts["accepted"] += 1
+                    if sms_id:
+                        self._accepted_ids[sms_id] = provider_id
+                        if len(self._accepted_ids) > self._dedupe:
+                            self._accepted_ids.popitem(last=False)
                     result = {"id": sms_id, "status": "accepted", "provider_id": provider_id}
                     if b.callback_url:
                         delivered = not (b.receipt_fail_rate and self._random.random() < b.receipt_fail_rate)
@@ -290,7 +308,7 @@ class FakeSmsServer:
         with self._lock:
             counts = {
                 name: self._counts[name]
-                for name in ("requests", "messages", "accepted", "temporary_failure", "permanent_failure")
+                for name in ("requests", "messages", "accepted", "duplicates", "temporary_failure", "permanent_failure")
             }
             counts.update(
                 {name: self._counts[name] for name in ("receipts_sent", "receipts_failed", "receipts_dropped")}

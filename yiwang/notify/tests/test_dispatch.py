@@ -211,3 +211,24 @@ class TestReceipts:
         with time_machine.travel(timezone.now() + dt.timedelta(seconds=11)):
             assert services.callbacks_send() == {"done": 1, "failed": 0}
         assert Callback.objects.get().attempts == 2
+
+
+class TestReceiptRace:
+    def test_a_receipt_that_overtakes_the_dispatcher_is_kept(self, sms_server, units, policy):
+        (message,) = send_notice(units["edu"])
+        claimed = dispatch.claim(Message.objects.all(), limit=1)  # sent, but the result not yet saved
+        receipt = Receipt(provider_id="p-1", status=ReceiptStatus.DELIVERED, id=str(message.pk))
+        assert services.receipts_apply(gateway_code="fake", receipts=[receipt]) == 1
+        from yiwang.notify.gateways import SendResult, SendStatus
+
+        dispatch._record(claimed, {str(message.pk): SendResult(str(message.pk), SendStatus.ACCEPTED, "fake", "p-1")},
+                         "fake")  # fmt: skip
+        message.refresh_from_db()
+        assert message.status == Message.Status.DELIVERED and message.provider_id == "p-1"
+
+    def test_quiet_hours_pause_mass_sends(self, sms_server, alice, units, notice):
+        job = sending_job(alice, notice, 5)
+        services.policy_save(actor=None, unit=None, quiet_start=dt.time(0), quiet_end=dt.time(23, 59))
+        dispatch._policies.clear()
+        assert dispatch.dispatch_round(dispatch.NORMAL) == 0
+        assert Message.objects.filter(job=job, status=Message.Status.CREATED).count() == 5

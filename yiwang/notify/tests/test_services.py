@@ -235,3 +235,29 @@ class TestJobs:
         assert job.status == Job.Status.CANCELLED and not Message.objects.filter(status="created").exists()
         with pytest.raises(ValidationError, match="已结束"):
             services.job_cancel(actor=alice, job=job)
+
+
+class TestGuards:
+    def test_free_text_cannot_forge_a_signature(self, notice):
+        with pytest.raises(ValidationError, match="【】"):
+            services.message_send(unit=notice.unit, mobile="13800138000", body="【财政局】请缴费")
+
+    def test_only_a_manager_creates_urgent_templates(self, alice, admin, units, policy):
+        with pytest.raises(PermissionDenied, match="单位管理员"):
+            services.template_save(actor=alice, unit=units["edu"], code="otp", name="码", kind="verification",
+                                   body="验证码((码))")  # fmt: skip
+        assert services.template_save(actor=admin, unit=units["edu"], code="otp", name="码", kind="verification",
+                                      body="验证码((码))").urgent  # fmt: skip
+
+    def test_the_uploaded_sheet_is_not_kept(self, alice, notice):
+        job = job_from(alice, notice, ["手机号,姓名,日期", "13800138000,王,周一"])
+        assert not job.source
+
+    def test_a_job_confirmed_at_night_starts_in_the_morning(self, alice, notice):
+        import time_machine
+
+        services.policy_save(actor=None, unit=None, quiet_start=dt.time(22), quiet_end=dt.time(8))
+        job = job_from(alice, notice, ["手机号,姓名,日期", "13800138000,王,周一"])
+        with time_machine.travel(timezone.make_aware(dt.datetime(2026, 11, 26, 23, 0)), tick=False):
+            job = services.job_confirm(actor=alice, job=job)
+        assert job.scheduled_for == timezone.make_aware(dt.datetime(2026, 11, 27, 8, 0))
