@@ -23,7 +23,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from .gateways import OutboundSms, SendStatus, choose_gateway, record_outcome
-from .models import Job, Message, UsageDay
+from .models import Job, Message, Template, UsageDay
 from .services import in_quiet_hours, policy_for
 
 logger = logging.getLogger(__name__)
@@ -139,12 +139,15 @@ def send(rows: list[Message]) -> int:
     """Hand claimed rows to a gateway (test rows only ever to the fake one) and record the results."""
     if not rows:
         return 0
+    missing = {m.template_id for m in rows if m.template_id and m.template_id not in _codes}
+    if missing:
+        _codes.update(Template.objects.filter(pk__in=missing).values_list("pk", "code"))
     by_test: dict[bool, list[Message]] = defaultdict(list)
     for row in rows:
         by_test[row.test].append(row)
     for test, group in by_test.items():
         gateway = choose_gateway(test=test)
-        outbound = [OutboundSms(id=str(m.pk), mobile=m.mobile, text=m.body) for m in group]
+        outbound = [_outbound(m) for m in group]
         try:
             results = {r.id: r for r in gateway.send(outbound)}
         except Exception as exc:  # noqa: BLE001 - any transport error is a temporary failure for the batch
@@ -152,6 +155,28 @@ def send(rows: list[Message]) -> int:
             results = {}
         _record(group, results, gateway.code)
     return len(rows)
+
+
+def _outbound(message: Message) -> OutboundSms:
+    """What a gateway gets: the final text, and for template-only providers our template code,
+    the placeholder values and the unit's registered signature."""
+    template_code = _template_codes().get(message.template_id, "") if message.template_id else ""
+    return OutboundSms(
+        id=str(message.pk),
+        mobile=message.mobile,
+        text=message.body,
+        sign_name=policy_for_id(message.unit_id).signature,
+        template=template_code,
+        values=message.params or {},
+    )
+
+
+_codes: dict[int, str] = {}
+
+
+def _template_codes() -> dict[int, str]:
+    """Template id → code, cached per process (a template version never changes its code)."""
+    return _codes
 
 
 def _record(rows: list[Message], results: dict, gateway_code: str) -> None:

@@ -169,6 +169,8 @@ class Message(models.Model):
     template = models.ForeignKey(Template, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     mobile = models.CharField(_("手机号"), max_length=11)
     body = models.CharField(_("内容"), max_length=600)
+    # The placeholder values of a template send: template-only providers (Aliyun) need them.
+    params = models.JSONField(_("占位符取值"), default=dict, blank=True)
     parts = models.PositiveSmallIntegerField(_("计费条数"), default=1)
     priority = models.PositiveSmallIntegerField(_("优先级"), choices=Priority.choices, default=Priority.NORMAL)
     status = models.CharField(_("状态"), max_length=20, choices=Status.choices, default=Status.CREATED)

@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import hmac
 import io
+import json
 import logging
 import tempfile
 from collections import defaultdict
@@ -195,6 +196,7 @@ class Prepared:
     mobile: str
     body: str
     parts: int
+    values: dict | None = None
 
 
 def prepare(*, unit: Unit, mobile: str, body: str, policy: Policy | None = None) -> Prepared:
@@ -258,6 +260,7 @@ def message_send(
     quota_reserve(unit=unit, count=1, day=timezone.localdate(not_before or now), policy=policy)
     message = Message.objects.create(
         unit=unit, template=template, mobile=prepared.mobile, body=prepared.body, parts=prepared.parts,
+        params={k: text.clean_value(v) for k, v in (values or {}).items()} if template is not None else {},
         priority=Message.Priority.URGENT if urgent else Message.Priority.NORMAL, test=test, module=module[:32],
         reference=reference[:64], callback_url=callback_url, created_by=actor, not_before=not_before,
     )  # fmt: skip
@@ -327,7 +330,7 @@ def _row_problem(values: list[str], mobile_col: int, columns: dict[str, int], fi
     final = f"【{signature}】{body}" if signature else body  # the policy's signature was validated when saved
     if text.sms_length(final) > text.MAX_LENGTH:
         return None, _("内容超长：%(n)s 字（上限 %(max)s 字）") % {"n": text.sms_length(final), "max": text.MAX_LENGTH}
-    return Prepared(mobile=mobile, body=final, parts=text.sms_parts(final)), None
+    return Prepared(mobile=mobile, body=final, parts=text.sms_parts(final), values=row_values), None
 
 
 def job_validate(*, job: Job, progress_every: int = 20000) -> Job:
@@ -415,18 +418,19 @@ def _insert_rows(job: Job, batch: list[tuple[int, Prepared]], priority: int) -> 
     if connection.vendor == "postgresql":
         columns = ("job_id", "row", "unit_id", "template_id", "mobile", "body", "parts", "priority", "status", "test",
                    "module", "reference", "callback_url", "created_at", "attempts", "claim", "gateway", "provider_id",
-                   "error_code", "error")  # fmt: skip
+                   "error_code", "error", "params")  # fmt: skip
         with connection.cursor() as cursor:
             raw = cursor.cursor
             with raw.copy(f"COPY notify_message ({', '.join(columns)}) FROM STDIN") as copy:
                 for number, p in batch:
                     copy.write_row((job.pk, number, job.unit_id, job.template_id, p.mobile, p.body, p.parts, priority,
                                     Message.Status.CREATED, job.test, "notify", "", job.callback_url, now, 0, "", "",
-                                    "", "", ""))  # fmt: skip
+                                    "", "", "", json.dumps(p.values or {}, ensure_ascii=False)))  # fmt: skip
         return
     Message.objects.bulk_create(
         [Message(job=job, row=number, unit_id=job.unit_id, template_id=job.template_id, mobile=p.mobile, body=p.body,
-                 parts=p.parts, priority=priority, test=job.test, module="notify", callback_url=job.callback_url)
+                 parts=p.parts, priority=priority, test=job.test, module="notify", callback_url=job.callback_url,
+                 params=p.values or {})
          for number, p in batch],
         batch_size=1000,
     )  # fmt: skip

@@ -232,3 +232,24 @@ class TestReceiptRace:
         dispatch._policies.clear()
         assert dispatch.dispatch_round(dispatch.NORMAL) == 0
         assert Message.objects.filter(job=job, status=Message.Status.CREATED).count() == 5
+
+
+def test_template_only_providers_get_code_values_and_signature(units, policy, notice, monkeypatch):
+    """Aliyun-style gateways send a registered template: they need our code, the values and the sign name."""
+    from yiwang.notify.gateways import SendResult, SendStatus
+
+    seen = []
+
+    class Recording:
+        code = "recording"
+
+        def send(self, batch):
+            seen.extend(batch)
+            return [SendResult(sms.id, SendStatus.ACCEPTED, "recording", f"r-{sms.id}") for sms in batch]
+
+    monkeypatch.setattr(dispatch, "choose_gateway", lambda test=False: Recording())
+    services.message_send(unit=notice.unit, mobile="13800138000", template=notice,
+                          values={"姓名": "王小明", "日期": "周一"})  # fmt: skip
+    assert dispatch.dispatch_round(dispatch.NORMAL) == 1
+    (sms,) = seen
+    assert (sms.template, sms.sign_name, dict(sms.values)) == ("exam", "北仑区政府", {"姓名": "王小明", "日期": "周一"})
