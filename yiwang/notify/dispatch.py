@@ -36,11 +36,19 @@ STUCK_AFTER = dt.timedelta(minutes=5)
 PENDING = (Message.Status.CREATED, Message.Status.TEMPORARY_FAILURE)
 
 
+def _pending(now: dt.datetime):
+    return Message.objects.filter(status__in=PENDING).filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
+
+
 def _queue(lane: str, now: dt.datetime):
-    qs = Message.objects.filter(status__in=PENDING).filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
-    if lane == URGENT:
-        return qs.filter(priority=Message.Priority.URGENT)
-    return qs.filter(priority=Message.Priority.NORMAL)
+    """Single messages of a lane. Rows of a job are taken per job (``_job_rows``), and only while
+    the job is sending — even a job of an urgent template waits for its confirmation."""
+    priority = Message.Priority.URGENT if lane == URGENT else Message.Priority.NORMAL
+    return _pending(now).filter(priority=priority, job__isnull=True)
+
+
+def _job_rows(job_id: int, now: dt.datetime):
+    return _pending(now).filter(job_id=job_id)
 
 
 def claim(queryset, *, limit: int) -> list[Message]:
@@ -105,7 +113,7 @@ def dispatch_round(lane: str, *, batch: int = BATCH) -> int:
     sent = send(claim(_queue(URGENT, now), limit=batch))
     # Units with work: single messages and rows of jobs that are sending.
     sending_jobs = Job.objects.filter(status=Job.Status.SENDING)
-    units = set(queue.filter(job__isnull=True).values_list("unit_id", flat=True).distinct()[:1000])
+    units = set(queue.values_list("unit_id", flat=True).distinct()[:1000])
     units |= set(sending_jobs.values_list("unit_id", flat=True))
     for unit_id in sorted(units):
         if in_quiet_hours(policy_for_id(unit_id), now):
@@ -114,13 +122,13 @@ def dispatch_round(lane: str, *, batch: int = BATCH) -> int:
         if not allowance:
             continue
         # Single messages first, then the unit's jobs share what is left.
-        rows = claim(queue.filter(unit_id=unit_id, job__isnull=True), limit=allowance)
+        rows = claim(queue.filter(unit_id=unit_id), limit=allowance)
         job_ids = list(sending_jobs.filter(unit_id=unit_id).values_list("id", flat=True))
         for index, job_id in enumerate(job_ids):
             left = allowance - len(rows)
             if left <= 0:
                 break
-            rows += claim(queue.filter(job_id=job_id), limit=-(-left // (len(job_ids) - index)))
+            rows += claim(_job_rows(job_id, now), limit=-(-left // (len(job_ids) - index)))
         if len(rows) < allowance:
             _give_back_rate(unit_id, allowance - len(rows))
         sent += send(rows)
@@ -271,7 +279,7 @@ def requeue_stuck(*, older_than: dt.timedelta = STUCK_AFTER) -> int:
 
 
 def has_work(lane: str) -> bool:
-    queue = _queue(lane, timezone.now())
-    if lane == URGENT:
-        return queue.exists()
-    return queue.filter(Q(job__isnull=True) | Q(job__status=Job.Status.SENDING)).exists()
+    now = timezone.now()
+    if _queue(lane, now).exists():
+        return True
+    return lane == NORMAL and _pending(now).filter(job__status=Job.Status.SENDING).exists()

@@ -163,10 +163,18 @@ class Message(models.Model):
         URGENT = 0, _("紧急")
         NORMAL = 1, _("普通")
 
-    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.CASCADE, related_name="messages")
+    # No separate FK indexes on job / unit / template / created_by: the (job, row) key, the unit-day
+    # index and the queues cover the lookups, and each index costs an insert per row of a big job.
+    job = models.ForeignKey(
+        Job, null=True, blank=True, on_delete=models.CASCADE, related_name="messages", db_index=False
+    )
     row = models.PositiveIntegerField(_("行号"), null=True, blank=True)
-    unit = models.ForeignKey("org.Unit", verbose_name=_("单位"), on_delete=models.PROTECT, related_name="+")
-    template = models.ForeignKey(Template, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    unit = models.ForeignKey(
+        "org.Unit", verbose_name=_("单位"), on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    template = models.ForeignKey(
+        Template, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     mobile = models.CharField(_("手机号"), max_length=11)
     body = models.CharField(_("内容"), max_length=600)
     # The placeholder values of a template send: template-only providers (Aliyun) need them.
@@ -179,7 +187,7 @@ class Message(models.Model):
     reference = models.CharField(_("业务编号"), max_length=64, blank=True)
     callback_url = models.URLField(_("回执回调地址"), blank=True)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
     created_at = models.DateTimeField(_("创建时间"), auto_now_add=True)
     not_before = models.DateTimeField(_("最早发送时间"), null=True, blank=True)
@@ -201,13 +209,18 @@ class Message(models.Model):
             models.UniqueConstraint(fields=["job", "row"], name="notify_message_job_row"),
         ]
         indexes = [
-            # The dispatcher's queue: rows still to send, by lane.
+            # The dispatcher's queues: single messages still to send, by lane; a job's rows still to
+            # send. Partial, so the millions of rows already sent are in neither.
             models.Index(
                 fields=["priority", "not_before", "id"],
-                condition=Q(status__in=["created", "temporary_failure"]),
+                condition=Q(status__in=["created", "temporary_failure"], job__isnull=True),
                 name="notify_message_queue",
             ),
-            models.Index(fields=["job", "status"], name="notify_message_job"),
+            models.Index(
+                fields=["job", "id"],
+                condition=Q(status__in=["created", "temporary_failure"]),
+                name="notify_message_job_queue",
+            ),
             models.Index(fields=["provider_id"], condition=~Q(provider_id=""), name="notify_message_provider"),
             models.Index(fields=["unit", "created_at"], name="notify_message_unit_day"),
             models.Index(fields=["status", "claimed_at"], condition=Q(status="sending"), name="notify_message_stuck"),

@@ -253,3 +253,15 @@ def test_template_only_providers_get_code_values_and_signature(units, policy, no
     assert dispatch.dispatch_round(dispatch.NORMAL) == 1
     (sms,) = seen
     assert (sms.template, sms.sign_name, dict(sms.values)) == ("exam", "北仑区政府", {"姓名": "王小明", "日期": "周一"})
+
+
+def test_an_urgent_job_waits_for_its_confirmation(sms_server, alice, admin, units, policy):
+    otp = services.template_save(actor=admin, unit=units["edu"], code="alarm", name="告警", kind="alarm",
+                                 body="机房((机房))温度过高")  # fmt: skip
+    upload = SimpleUploadedFile("名单.csv", "手机号,机房\n13800138000,一号\n".encode())
+    job = services.job_validate(job=services.job_create(actor=alice, unit=units["edu"], template=otp, upload=upload))
+    assert dispatch.dispatch_round(dispatch.URGENT) == 0 and dispatch.dispatch_round(dispatch.NORMAL) == 0
+    services.job_confirm(actor=alice, job=job)
+    services.job_start_due()
+    assert dispatch.dispatch_round(dispatch.NORMAL) == 1
+    assert accepted(sms_server)[0]["text"].endswith("机房一号温度过高")
