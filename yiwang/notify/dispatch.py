@@ -191,6 +191,7 @@ def _record(rows: list[Message], results: dict, gateway_code: str) -> None:
     now = timezone.now()
     usage: dict[tuple[int, dt.date], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     outcomes = []
+    claims = {m.pk: m.claim for m in rows}  # the token each row was claimed with, checked when saving
     for message in rows:
         result = results.get(str(message.pk))
         message.gateway = gateway_code
@@ -227,7 +228,7 @@ def _record(rows: list[Message], results: dict, gateway_code: str) -> None:
                 message.status, message.delivered_at = fresh.status, fresh.delivered_at
                 message.error_code, message.error = fresh.error_code, fresh.error
         sent = [m for m in rows if m.status == Message.Status.SENT]
-        _save_sent(sent, gateway_code, now)
+        _save_sent(sent, gateway_code, now, claims)
         sent_ids = {m.pk for m in sent}
         Message.objects.bulk_update(
             [m for m in rows if m.pk not in sent_ids],
@@ -243,24 +244,25 @@ def _record(rows: list[Message], results: dict, gateway_code: str) -> None:
         callbacks_queue(failed)
 
 
-def _save_sent(rows: list[Message], gateway_code: str, now: dt.datetime) -> None:
+def _save_sent(rows: list[Message], gateway_code: str, now: dt.datetime, claims: dict[int, str]) -> None:
     """Record accepted rows: one statement on PostgreSQL (``UPDATE … FROM (VALUES …)``), where
-    Django's ``bulk_update`` (a CASE per field) was most of the dispatcher's time (bench)."""
+    Django's ``bulk_update`` (a CASE per field) was most of the dispatcher's time (bench). A row
+    is only written while it still carries this run's claim (not after a requeue)."""
     if not rows:
         return
     if connection.vendor != "postgresql":
         Message.objects.bulk_update(rows, ["status", "gateway", "provider_id", "sent_at", "error_code", "error",
                                            "claim"], batch_size=500)  # fmt: skip
         return
-    values = ", ".join(["(%s::bigint, %s)"] * len(rows))
+    values = ", ".join(["(%s::bigint, %s, %s)"] * len(rows))
     params: list = [Message.Status.SENT, gateway_code, now]
     for message in rows:
-        params += [message.pk, message.provider_id]
+        params += [message.pk, message.provider_id, claims.get(message.pk, "")]
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE notify_message AS m SET status = %s, gateway = %s, sent_at = %s, provider_id = v.provider_id, "
             "claim = '', error_code = '', error = '' "
-            f"FROM (VALUES {values}) AS v(id, provider_id) WHERE m.id = v.id",
+            f"FROM (VALUES {values}) AS v(id, provider_id, claim) WHERE m.id = v.id AND m.claim = v.claim",
             params,
         )
 

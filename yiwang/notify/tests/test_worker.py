@@ -8,7 +8,8 @@ file — an in-memory test database is copied to a file for the test with SQLite
 and the test process switches to that file too). The workers send to the test's fake gateway
 (``YIWANG_SMS_GATEWAYS`` is handed over in the environment) and consume queues named for this
 test only, so two test processes sharing one broker (``pytest -n 2``) never take each other's
-tasks. Skipped only when the broker is unreachable (a failure in CI: YIWANG_REQUIRE_SERVERS=1).
+tasks, and they keep their cache keys (the per-minute rate counters) under a prefix of their own.
+Skipped only when the broker is unreachable (a failure in CI: YIWANG_REQUIRE_SERVERS=1).
 
 PostgreSQL + Redis, as in CI::
 
@@ -49,6 +50,9 @@ import django
 django.setup()
 from django.conf import settings
 settings.YIWANG_SMS_GATEWAYS = json.loads(os.environ["YIWANG_TEST_SMS_GATEWAYS"])
+# Rate counters of our own: on a shared Redis cache, another test process's units have the same ids.
+settings.CACHES = {**settings.CACHES, "default": {**settings.CACHES["default"],
+                                                  "KEY_PREFIX": os.environ["YIWANG_TEST_CACHE_PREFIX"]}}
 from yiwang.notify import tasks
 tasks.URGENT_QUEUE, tasks.NORMAL_QUEUE = os.environ["YIWANG_TEST_NOTIFY_QUEUES"].split(",")
 from yiwang.celery import app
@@ -142,6 +146,7 @@ class Workers:
             DATABASE_URL=self.database_url,
             YIWANG_TEST_SMS_GATEWAYS=json.dumps(django_settings.YIWANG_SMS_GATEWAYS),
             YIWANG_TEST_NOTIFY_QUEUES=f"{tasks.URGENT_QUEUE},{tasks.NORMAL_QUEUE}",
+            YIWANG_TEST_CACHE_PREFIX=tasks.NORMAL_QUEUE,
         )
         env.pop("YIWANG_TEST_SQLITE", None)
         args = ["-P", pool, "-c", str(concurrency), "-Q", ",".join(queue_names), "-l", "warning",
