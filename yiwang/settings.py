@@ -66,11 +66,14 @@ INSTALLED_APPS = [
     "yiwang.org",
     "yiwang.workflow",
     "yiwang.notify",
+    "yiwang.exchange",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "yiwang.core.audit.AuditContextMiddleware",
+    # API-gateway calls (other systems, API key, JSON) skip the browser middleware below
+    "yiwang.exchange.middleware.GatewayMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -128,7 +131,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- cache ----------------------------------------------------------------------------
 REDIS_URL = env("REDIS_URL")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {"default": {"BACKEND": "yiwang.core.cache.RedisCache", "LOCATION": REDIS_URL}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
@@ -259,6 +262,8 @@ CELERY_BEAT_SCHEDULE = {
     "workflow-reminders": {"task": "yiwang.workflow.tasks.send_reminders", "schedule": 15 * 60.0},
     "notify-tick": {"task": "yiwang.notify.tasks.tick", "schedule": 5.0},
     "notify-purge": {"task": "yiwang.notify.tasks.purge", "schedule": 24 * 3600.0},
+    "exchange-tick": {"task": "yiwang.exchange.tasks.tick", "schedule": 30.0},
+    "exchange-daily": {"task": "yiwang.exchange.tasks.daily", "schedule": 3600.0},
 }
 
 # --- yiwang ---------------------------------------------------------------------------
@@ -273,6 +278,23 @@ YIWANG_SMS_TEST_GATEWAY = env("YIWANG_SMS_TEST_GATEWAY", "fake")
 YIWANG_SMS_FAILOVER = json.loads(env("YIWANG_SMS_FAILOVER", "null"))
 YIWANG_SMS_CALLBACK_SECRET = env("YIWANG_SMS_CALLBACK_SECRET", "")  # signs status callbacks; SECRET_KEY if empty
 YIWANG_SMS_RETENTION_DAYS = envint("YIWANG_SMS_RETENTION_DAYS", "180")
+
+# Sharing and exchange. The e-gov office (电子政务办) reviews catalogue entries and answers
+# access requests a provider left past the deadline; deadlines are in working days.
+YIWANG_EGOV_UNIT = env("YIWANG_EGOV_UNIT", "BL-EGOV")
+YIWANG_EXCHANGE_REPLY_DAYS = envint("YIWANG_EXCHANGE_REPLY_DAYS", "10")
+YIWANG_EXCHANGE_DISPUTE_DAYS = envint("YIWANG_EXCHANGE_DISPUTE_DAYS", "5")
+YIWANG_EXCHANGE_PER_MINUTE = envint("YIWANG_EXCHANGE_PER_MINUTE", "6000")  # per consumer system and resource
+YIWANG_EXCHANGE_MAX_PAGE = envint("YIWANG_EXCHANGE_MAX_PAGE", "100")
+YIWANG_EXCHANGE_GATEWAY_PATHS = ["/api/exchange/gateway/"]  # served past the browser middleware
+# Each gateway process re-reads revocations and adds its calls to the shared rate counters
+# this often (seconds), not on every call; the process that made a change sees it at once.
+YIWANG_EXCHANGE_SYNC_SECONDS = float(env("YIWANG_EXCHANGE_SYNC_SECONDS", "0.2"))
+# Seconds between writes of the gateway's per-day call counters (the audit entry is per call).
+YIWANG_EXCHANGE_FLUSH_SECONDS = envint("YIWANG_EXCHANGE_FLUSH_SECONDS", "5")
+# Webhooks (subscription pushes, SMS status callbacks) only reach public addresses; hosts listed
+# here (comma-separated host names or IPs, e.g. intranet consumer systems) may be private.
+YIWANG_WEBHOOK_ALLOWED_HOSTS = envlist("YIWANG_WEBHOOK_ALLOWED_HOSTS", "")
 
 LOGGING = {
     "version": 1,
