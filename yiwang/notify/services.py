@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import hashlib
-import hmac
 import io
 import json
 import logging
@@ -26,6 +24,7 @@ from django.db.models import Count, F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from yiwang.core import webhooks
 from yiwang.core.audit import audit_record
 from yiwang.core.validators import is_valid_mobile, normalise_mobile
 from yiwang.org.models import Role, Unit, User
@@ -649,19 +648,17 @@ def message_status_payload(message: Message) -> dict:
     }
 
 
-def callback_signature(body: bytes) -> str:
-    """HMAC-SHA256 of the body with the platform's callback secret (header X-Yiwang-Signature)."""
-    secret = getattr(settings, "YIWANG_SMS_CALLBACK_SECRET", "") or settings.SECRET_KEY
-    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def callback_secret() -> str:
+    """The key that signs status callbacks: YIWANG_SMS_CALLBACK_SECRET, else SECRET_KEY."""
+    return getattr(settings, "YIWANG_SMS_CALLBACK_SECRET", "") or settings.SECRET_KEY
 
 
 def callbacks_send(*, limit: int = 200, timeout: float = 5.0) -> dict[str, int]:
-    """Post due callbacks; failures are retried with backoff, five times at most (beat)."""
-    import json
-    from urllib.parse import urlsplit
+    """Post due callbacks; failures are retried with backoff, five times at most (beat).
 
-    from .gateways.httpclient import HttpClient, TransportError
-
+    Posted by ``core.webhooks`` (signed, timestamped, public addresses only); the receiver
+    verifies ``X-Yiwang-Signature`` over ``"{X-Yiwang-Timestamp}.{body}"``.
+    """
     now = timezone.now()
     done = failed = 0
     due = list(Callback.objects.filter(done_at__isnull=True, next_attempt_at__lte=now).order_by("id")[:limit])
@@ -671,23 +668,13 @@ def callbacks_send(*, limit: int = 200, timeout: float = 5.0) -> dict[str, int]:
             next_attempt_at=now + dt.timedelta(minutes=1)
         ):
             continue
-        body = json.dumps(callback.payload, ensure_ascii=False).encode()
-        parts = urlsplit(callback.url)
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        try:
-            client = HttpClient(f"{parts.scheme}://{parts.netloc}", timeout=timeout)
-            response = client.request("POST", path, body=body, headers={
-                "Content-Type": "application/json", "X-Yiwang-Signature": callback_signature(body)})  # fmt: skip
-            client.close()
-            ok, error = 200 <= response.status < 300, f"HTTP {response.status}"
-        except (TransportError, ValueError) as exc:
-            ok, error = False, str(exc)[:200]
+        ok, _status, error = webhooks.post(callback.url, callback.payload, secret=callback_secret(), timeout=timeout)
         callback.attempts += 1
         if ok:
             callback.done_at, callback.last_error = timezone.now(), ""
             done += 1
         else:
-            callback.last_error = error
+            callback.last_error = error[:200]
             if callback.attempts > len(CALLBACK_BACKOFF_SECONDS):
                 callback.done_at = timezone.now()  # given up; the last error stays visible
             else:

@@ -49,9 +49,10 @@ from zoneinfo import ZoneInfo
 
 from django.utils.translation import gettext as _
 
+from yiwang.core.httpclient import HttpClient, TransportError
+
 from ..text import clean_value
 from .base import BadReceipt, BadSignature, Gateway, OutboundSms, Receipt, ReceiptStatus, SendResult, SendStatus
-from .httpclient import HttpClient, TransportError
 
 API_VERSION = "2017-05-25"
 DEFAULT_ENDPOINT = "https://dysmsapi.aliyuncs.com/"

@@ -15,9 +15,10 @@ from collections.abc import Mapping
 
 from django.utils.translation import gettext as _
 
+from yiwang.core.httpclient import HttpClient, TransportError
+
 from .base import BadReceipt, BadSignature, Gateway, OutboundSms, Receipt, ReceiptStatus, SendResult, SendStatus, header
 from .fake_server import DEFAULT_PORT, DEFAULT_SECRET, SECRET_HEADER, SIGNATURE_HEADER, sign
-from .httpclient import HttpClient, TransportError
 
 DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 _FAILURES = {SendStatus.TEMPORARY_FAILURE.value, SendStatus.PERMANENT_FAILURE.value}

@@ -46,9 +46,8 @@ from dataclasses import asdict, dataclass, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
+from yiwang.core.httpclient import HttpClient, TransportError
 from yiwang.core.validators import is_valid_mobile
-
-from .httpclient import HttpClient, TransportError
 
 logger = logging.getLogger(__name__)
 

@@ -12,6 +12,7 @@ import time_machine
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
+from yiwang.core import webhooks
 from yiwang.notify import dispatch, gateways, services
 from yiwang.notify.gateways import Receipt, ReceiptStatus
 from yiwang.notify.gateways.fake_server import FakeSmsServer
@@ -162,7 +163,9 @@ class _Hook(BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).received.append((body, self.headers.get("X-Yiwang-Signature")))
+        type(self).received.append(
+            (body, self.headers.get("X-Yiwang-Signature"), self.headers.get("X-Yiwang-Timestamp"))
+        )
         self.send_response(type(self).status)
         self.end_headers()
 
@@ -171,7 +174,8 @@ class _Hook(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def hook():
+def hook(settings):
+    settings.YIWANG_WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]  # callbacks refuse loopback unless allowed
     _Hook.received, _Hook.status = [], 200
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -194,9 +198,9 @@ class TestReceipts:
         assert message.status == Message.Status.DELIVERED
         assert UsageDay.objects.get(unit=units["edu"]).delivered == 1
         assert services.callbacks_send() == {"done": 1, "failed": 0}
-        body, signature = handler.received[0]
+        body, signature, timestamp = handler.received[0]
         assert json.loads(body)["reference"] == "biz-1" and json.loads(body)["status"] == "delivered"
-        assert signature == services.callback_signature(body)
+        assert webhooks.verify(services.callback_secret(), body, timestamp, signature)
 
     def test_failed_callbacks_are_retried_with_backoff(self, sms_server, units, policy, hook):
         url, handler = hook

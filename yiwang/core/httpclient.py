@@ -1,4 +1,5 @@
-"""A small keep-alive HTTP client on the standard library, for gateway adapters.
+"""A small keep-alive HTTP client on the standard library: notify's gateway adapters and the
+webhooks of ``core.webhooks`` use it.
 
 Why not requests/httpx: neither is a yiwang dependency, and an adapter needs little — one
 host, one persistent connection per thread (TCP and TLS set up once, not per batch), a
@@ -8,11 +9,16 @@ timeout: maybe received). ``http.client`` does that in a page.
 A request on a reused connection that the server had already closed (an idle keep-alive
 timeout) fails before any byte of a response; that one case is retried once on a fresh
 connection. Nothing else is retried here: retries belong to the dispatcher.
+
+``address`` pins the TCP destination to an IP checked beforehand (the SSRF guard of
+``core.webhooks``), so a DNS answer that changes between the check and the connection
+cannot redirect the request; the Host header and the TLS server name stay the host's.
 """
 
 from __future__ import annotations
 
 import http.client
+import socket
 import ssl
 import threading
 from collections.abc import Mapping
@@ -38,7 +44,7 @@ class Response:
 class HttpClient:
     """Requests to one base URL (``http://127.0.0.1:8925``, ``https://dysmsapi.aliyuncs.com``)."""
 
-    def __init__(self, base_url: str, *, timeout: float = 10.0):
+    def __init__(self, base_url: str, *, timeout: float = 10.0, address: str | None = None):
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
@@ -46,13 +52,23 @@ class HttpClient:
         self.https = parts.scheme == "https"
         self.host, self.port = parts.hostname, parts.port
         self.base_path = parts.path.rstrip("/")
+        self.address = address
         self._local = threading.local()
         self._ssl = ssl.create_default_context() if self.https else None
 
     def _connect(self) -> http.client.HTTPConnection:
         if self.https:
-            return http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout, context=self._ssl)
-        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            conn = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout, context=self._ssl)
+        else:
+            conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        if self.address is not None:
+            address = self.address
+
+            def pinned(destination, timeout=socket._GLOBAL_DEFAULT_TIMEOUT, source_address=None):
+                return socket.create_connection((address, destination[1]), timeout, source_address)
+
+            conn._create_connection = pinned
+        return conn
 
     def close(self) -> None:
         """Close this thread's connection (the next request opens a new one)."""
