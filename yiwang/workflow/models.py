@@ -133,6 +133,12 @@ class Case(TimeStamped):
         return self.status == self.Status.RUNNING
 
     @property
+    def subject_url(self) -> str:
+        """The page of the module's own object (the entry, request, document…), if it has one."""
+        getter = getattr(self.subject, "get_absolute_url", None) if self.object_id else None
+        return getter() if getter else ""
+
+    @property
     def is_suspended(self) -> bool:
         return self.suspended_at is not None
 
