@@ -261,13 +261,18 @@ def stop(proc: subprocess.Popen | None) -> None:
 # --- load generators -----------------------------------------------------------------------
 
 
-def run_wrk(port: int, path: str, headers: dict, concurrency: int, duration: int) -> dict:
+def run_wrk(
+    port: int, path: str, headers: dict, concurrency: int, duration: int, paths_file: Path | None = None
+) -> dict:
+    """wrk against ``path`` (or, with ``paths_file``, the paths listed in it, one per line)."""
     threads = max(1, min(concurrency, os.cpu_count() or 2))
     cmd = ["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{duration}s", "--timeout", "10s", "--latency"]
     cmd += ["-s", str(BENCH_DIR / "wrk_report.lua")]
     for name, value in headers.items():
         cmd += ["-H", f"{name}: {value}"]
     cmd.append(f"http://{HOST}:{port}{path}")
+    if paths_file is not None:
+        cmd += ["--", str(paths_file)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
     if proc.returncode != 0 or line is None:

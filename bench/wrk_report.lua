@@ -1,15 +1,38 @@
 -- wrk script used by bench/http_bench.py: counts non-200 responses per thread and, when
 -- the run ends, prints one machine-readable line "WRKJSON {...}" with the percentiles.
 -- Headers (Cookie / Authorization) come from wrk's -H options.
+-- Optional script argument (wrk ... -s wrk_report.lua URL -- PATHS_FILE): a file with one
+-- request path per line; each thread cycles through them from its own offset, so a lookup
+-- benchmark reads many different records instead of one cached row.
 
 local threads = {}
 
+local next_id = 0
+
 function setup(thread)
+  thread:set("id", next_id)
+  next_id = next_id + 1
   table.insert(threads, thread)
 end
 
 function init(args)
   non200 = 0
+  paths = nil
+  if args[1] then
+    paths = {}
+    for line in io.lines(args[1]) do
+      if #line > 0 then table.insert(paths, line) end
+    end
+    position = (id or 0) * 7919 % #paths
+  end
+end
+
+function request()
+  if paths then
+    position = position % #paths + 1
+    return wrk.format(nil, paths[position])
+  end
+  return wrk.format()
 end
 
 function response(status, headers, body)

@@ -11,6 +11,7 @@ api_patterns = [
     path("org/", include("yiwang.org.api_urls")),
     path("workflow/", include("yiwang.workflow.api_urls")),
     path("notify/", include("yiwang.notify.api_urls")),
+    path("exchange/", include("yiwang.exchange.api_urls")),
 ]
 
 urlpatterns = [
@@ -18,6 +19,7 @@ urlpatterns = [
     path("org/", include("yiwang.org.urls")),
     path("workflow/", include("yiwang.workflow.urls")),
     path("notify/", include("yiwang.notify.urls")),
+    path("exchange/", include("yiwang.exchange.urls")),
     path("api/", include((api_patterns, "api"))),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves Swagger UI's start-up script as a file (no inline script);
