@@ -73,7 +73,10 @@ def _normalise(value: Any) -> Any:
     Plain JSON values (the common case: the gateway writes one entry per call) are walked
     once; anything else (dates, decimals, lazy strings, non-string keys) round-trips through
     Django's JSON encoder."""
-    if value is None or isinstance(value, str | bool | int):
+    if isinstance(value, str):
+        # PostgreSQL cannot store NUL in text or jsonb; a caller's garbage must not make the write fail
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if value is None or isinstance(value, bool | int):
         return value
     if isinstance(value, float):
         return _canonical(value)
@@ -81,7 +84,7 @@ def _normalise(value: Any) -> Any:
         return {k: _normalise(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_normalise(v) for v in value]
-    return _canonical(json.loads(json.dumps(value, cls=DjangoJSONEncoder, ensure_ascii=False)))
+    return _normalise(_canonical(json.loads(json.dumps(value, cls=DjangoJSONEncoder, ensure_ascii=False))))
 
 
 def entry_digest(entry: AuditEntry) -> str:
@@ -139,8 +142,8 @@ def audit_record(
         unit_id=unit_id,
         action=action,
         object_type=object_type[:64],
-        object_id=object_id[:64],
-        object_repr=object_repr[:255],
+        object_id=_normalise(object_id[:64]),
+        object_repr=_normalise(object_repr[:255]),
         changes=_normalise(changes or {}),
         ip=_canonical_ip(_request_ip.get()),
     )

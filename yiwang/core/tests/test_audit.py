@@ -96,6 +96,19 @@ class TestAuditRecord:
         audit_chain()
         assert audit_verify() is None
 
+    def test_nul_characters_are_stored_replaced_and_still_verify(self):
+        """PostgreSQL refuses NUL in text and jsonb: a caller's garbage must not make the audit write fail."""
+        entry = audit_record(
+            actor=None, action="test.nul", object_type="x", object_id="a\x00b", object_repr="r\x00",
+            changes={"record": "\x00330206", "nested": [{"q": "x\x00"}], "when": dt.date(2026, 1, 1)},
+        )  # fmt: skip
+        row = AuditEntry.objects.get(pk=entry.pk)
+        assert row.object_id == "a\ufffdb" and row.object_repr == "r\ufffd"
+        assert row.changes["record"] == "\ufffd330206" and row.changes["nested"] == [{"q": "x\ufffd"}]
+        assert row.entry_hash == entry_digest(row)
+        audit_chain()
+        assert audit_verify() is None
+
     @pytest.mark.parametrize("value", [1e16, 1e20, -0.0])
     def test_float_values_survive_the_database(self, value):
         audit_record(actor=None, action="test.float", object_type="x", object_id="1", changes={"v": [0, value]})
