@@ -26,11 +26,12 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from yiwang.core.api import IsAuthenticatedScoped, JSONParser, parse_id, unstorable
-from yiwang.org.models import ApiKey, ConsumerSystem
+from yiwang.org.models import ConsumerSystem
 
 from .. import selectors, services
 from ..models import RESOURCE_CODE_RE, AccessRequest, Grant
-from .catalog import CONFLICT, ERRORS, ExchangeReasonSerializer, service_errors, valid
+from .catalog import CONFLICT, ERRORS, ExchangeReasonSerializer
+from .common import api_key, service_errors, valid
 
 # --- serializers -----------------------------------------------------------------------------
 
@@ -156,19 +157,14 @@ ID_PARAM = OpenApiParameter("id", int, OpenApiParameter.PATH, description="ID（
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def _key(request) -> ApiKey | None:
-    auth = getattr(request, "auth", None)
-    return auth if isinstance(auth, ApiKey) else None
-
-
 def _requests(request) -> QuerySet[AccessRequest]:
-    key = _key(request)
+    key = api_key(request)
     qs = selectors.requests_visible(request.user)
     return qs.filter(system_id=key.system_id) if key is not None else qs
 
 
 def _grants(request) -> QuerySet[Grant]:
-    key = _key(request)
+    key = api_key(request)
     if key is not None:
         return Grant.objects.select_related("system").filter(system_id=key.system_id)
     return selectors.grants_visible(request.user)
@@ -231,7 +227,7 @@ class AccessRequestViewSet(AccessViewMixin, viewsets.GenericViewSet):
     )
     def create(self, request):
         data = valid(ExchangeAccessRequestInputSerializer, request.data)
-        key = _key(request)
+        key = api_key(request)
         if key is not None:
             system = key.system
         else:

@@ -15,9 +15,6 @@ in a state that allows the action.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -25,12 +22,13 @@ from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from yiwang.core.api import ApiError, IsAuthenticatedScoped, JSONParser, parse_id, unstorable
+from yiwang.core.api import IsAuthenticatedScoped, JSONParser, parse_id, unstorable
 from yiwang.org.models import Unit
 
 from .. import selectors, services
 from ..models import CLASS_CODE_RE, ITEM_CODE_RE, RESOURCE_CODE_RE, CatalogEntry, DataItem, SharingType
 from ..views.catalog import jsonld_catalog
+from .common import error, service_errors, valid
 
 # --- serializers ------------------------------------------------------------------------------
 
@@ -148,20 +146,6 @@ class ExchangeEntryQuerySerializer(serializers.Serializer):
         return selectors.EntryFilters(**{k: v for k, v in data.items() if v not in (None, "")})
 
 
-class ExchangeErrorBodySerializer(serializers.Serializer):
-    code = serializers.CharField(help_text="invalid / permission_denied / not_found / conflict …")
-    message = serializers.CharField(help_text="中文说明")
-    details = serializers.DictField(help_text="字段 → 错误列表")
-
-
-class ExchangeApiErrorSerializer(serializers.Serializer):
-    error = ExchangeErrorBodySerializer()
-
-
-def error(description: str) -> OpenApiResponse:
-    return OpenApiResponse(ExchangeApiErrorSerializer, description=description)
-
-
 ERRORS = {
     400: error("输入有误（details 指明字段）"),
     403: error("无权操作（不是提供方，或 API 密钥不能维护目录）"),
@@ -169,23 +153,6 @@ ERRORS = {
 }
 CONFLICT = {409: error("当前状态不允许该操作")}
 ID_PARAM = OpenApiParameter("id", int, OpenApiParameter.PATH, description="目录条目 ID（某一版本）")
-
-
-@contextmanager
-def service_errors():
-    """Field errors stay 400; a refusal of the whole action (wrong state) is 409."""
-    try:
-        yield
-    except DjangoValidationError as exc:
-        if hasattr(exc, "error_dict"):
-            raise serializers.ValidationError(exc.message_dict) from None
-        raise ApiError("".join(exc.messages), code="conflict", status=409) from None
-
-
-def valid(serializer_class, data, **kwargs) -> dict:
-    serializer = serializer_class(data=data, **kwargs)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 # --- views -----------------------------------------------------------------------------------------

@@ -13,10 +13,9 @@ the field), 401 no or bad key, 403 no grant / not the provider / key without the
 
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -25,6 +24,7 @@ from yiwang.core.api import ApiError, IsAuthenticatedScoped, JSONParser, parse_i
 
 from .. import disputes, services
 from ..models import Dispute
+from .common import error, service_errors
 
 
 class ExchangeDisputeInputSerializer(serializers.Serializer):
@@ -104,20 +104,6 @@ class ExchangeDisputeSerializer(serializers.ModelSerializer):
         return disputes.is_overdue(dispute)
 
 
-class ExchangeDisputeErrorBodySerializer(serializers.Serializer):
-    code = serializers.CharField(help_text="invalid / permission_denied / not_found / conflict …")
-    message = serializers.CharField(help_text="中文说明")
-    details = serializers.DictField(help_text="字段 → 错误列表")
-
-
-class ExchangeDisputeErrorSerializer(serializers.Serializer):
-    error = ExchangeDisputeErrorBodySerializer()
-
-
-def _error(description: str) -> OpenApiResponse:
-    return OpenApiResponse(ExchangeDisputeErrorSerializer, description=description)
-
-
 ID_PARAM = OpenApiParameter("id", int, OpenApiParameter.PATH, description="疑义编号（正整数）")
 LIST_PARAMS = [
     OpenApiParameter("status", str, description="open 待核实 / corrected 已更正 / answered 已答复"),
@@ -148,7 +134,7 @@ class DisputeViewSet(viewsets.GenericViewSet):
         summary="疑义列表",
         description="API 密钥：本单位提出的疑义；会话：本人可见单位提出的和须答复的疑义（电子政务办可见全部）。",
         parameters=LIST_PARAMS,
-        responses={200: ExchangeDisputeSerializer(many=True), 401: _error("未认证"), 403: _error("密钥无读取权限")},
+        responses={200: ExchangeDisputeSerializer(many=True), 401: error("未认证"), 403: error("密钥无读取权限")},
     )
     def list(self, request):
         qs = self._visible()
@@ -168,7 +154,7 @@ class DisputeViewSet(viewsets.GenericViewSet):
     @extend_schema(
         summary="疑义详情",
         parameters=[ID_PARAM],
-        responses={200: ExchangeDisputeSerializer, 400: _error("编号无效"), 404: _error("不存在或无权查看")},
+        responses={200: ExchangeDisputeSerializer, 400: error("编号无效"), 404: error("不存在或无权查看")},
     )
     def retrieve(self, request, pk=None):
         return Response(ExchangeDisputeSerializer(self._get(pk)).data)
@@ -180,9 +166,9 @@ class DisputeViewSet(viewsets.GenericViewSet):
         request=ExchangeDisputeInputSerializer,
         responses={
             201: ExchangeDisputeSerializer,
-            400: _error("输入有误（details 指明字段），或已有相同的待核实疑义"),
-            401: _error("未认证"),
-            403: _error("未获得该资源的授权，或密钥无 exchange:write 权限"),
+            400: error("输入有误（details 指明字段），或已有相同的待核实疑义"),
+            401: error("未认证"),
+            403: error("未获得该资源的授权，或密钥无 exchange:write 权限"),
         },
     )
     def create(self, request):
@@ -211,10 +197,10 @@ class DisputeViewSet(viewsets.GenericViewSet):
         request=ExchangeDisputeAnswerSerializer,
         responses={
             200: ExchangeDisputeSerializer,
-            400: _error("输入有误"),
-            403: _error("不是提供方"),
-            404: _error("不存在或无权查看"),
-            409: _error("已答复"),
+            400: error("输入有误"),
+            403: error("不是提供方"),
+            404: error("不存在或无权查看"),
+            409: error("已答复"),
         },
     )
     @action(detail=True, methods=["post"])
@@ -225,7 +211,7 @@ class DisputeViewSet(viewsets.GenericViewSet):
         data = serializer.validated_data
         if dispute.status != Dispute.Status.OPEN and disputes.can_answer(request.user, dispute):
             raise ApiError("该疑义已答复，不能再次答复。", code="conflict", status=409)
-        try:
+        with service_errors():
             dispute = disputes.dispute_answer(
                 actor=request.user,
                 dispute=dispute,
@@ -233,8 +219,4 @@ class DisputeViewSet(viewsets.GenericViewSet):
                 answer=data["answer"],
                 new_value=data["new_value"],
             )
-        except DjangoValidationError as error:
-            if hasattr(error, "error_dict"):
-                raise serializers.ValidationError(error.message_dict) from None
-            raise ApiError("".join(error.messages), code="conflict", status=409) from None
         return Response(ExchangeDisputeSerializer(dispute).data)

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.generics import GenericAPIView
 
 from yiwang.core.api import StrictIntegerField
-from yiwang.org.models import ApiKey
 
 from .. import evidence
 from ..models import RESOURCE_CODE_RE
 from ..statistics import date_check
-from .matching import ensure_staff_or_system
+from .common import api_key, ensure_staff_or_system, error
 
 
 class ExchangeCallQuerySerializer(serializers.Serializer):
@@ -47,8 +46,8 @@ class ExchangeCallQuerySerializer(serializers.Serializer):
         for name in ("date_from", "date_to"):
             try:
                 date_check(data.get(name))
-            except ValueError as error:
-                raise serializers.ValidationError({name: [str(error)]}) from None
+            except ValueError as exc:
+                raise serializers.ValidationError({name: [str(exc)]}) from None
         if data.get("date_from") and data.get("date_to") and data["date_from"] > data["date_to"]:
             raise serializers.ValidationError({"date_to": [_("截止日期不能早于起始日期。")]})
         return data
@@ -80,23 +79,13 @@ class ExchangeCallSerializer(serializers.Serializer):
     seq = serializers.IntegerField(allow_null=True, help_text="审计链序号")
 
 
-class ExchangeCallErrorBodySerializer(serializers.Serializer):
-    code = serializers.CharField()
-    message = serializers.CharField()
-    details = serializers.DictField()
-
-
-class ExchangeCallErrorSerializer(serializers.Serializer):
-    error = ExchangeCallErrorBodySerializer()
-
-
 class CallListView(GenericAPIView):
     api_scope = "exchange"
     serializer_class = ExchangeCallSerializer
 
     def get_queryset(self):
-        key = getattr(self.request, "auth", None)
-        if isinstance(key, ApiKey):
+        key = api_key(self.request)
+        if key is not None:
             return evidence.calls_visible(self.request.user, system=key.system)
         ensure_staff_or_system(self.request)
         return evidence.calls_visible(self.request.user)
@@ -110,10 +99,10 @@ class CallListView(GenericAPIView):
         parameters=[ExchangeCallQuerySerializer],
         responses={
             200: ExchangeCallSerializer(many=True),
-            400: OpenApiResponse(ExchangeCallErrorSerializer, description="筛选参数有误"),
-            401: OpenApiResponse(ExchangeCallErrorSerializer, description="未登录或密钥无效"),
-            403: OpenApiResponse(ExchangeCallErrorSerializer, description="无权查看（密钥无 exchange:read 等）"),
-            404: OpenApiResponse(ExchangeCallErrorSerializer, description="页码超出范围"),
+            400: error("筛选参数有误"),
+            401: error("未登录或密钥无效"),
+            403: error("无权查看（密钥无 exchange:read 等）"),
+            404: error("页码超出范围"),
         },
     )
     def get(self, request):

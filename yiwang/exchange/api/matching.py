@@ -7,18 +7,17 @@ form may have 200 fields, too many for a query string). Grants are those of the 
 
 from __future__ import annotations
 
-from django.core.exceptions import PermissionDenied
-from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from yiwang.core.api import IsAuthenticatedScoped, JSONParser
-from yiwang.org.models import ApiKey, Unit
+from yiwang.org.models import Unit
 
 from .. import matching
+from .common import api_key, ensure_staff_or_system, error
 
 
 class ReadOnlyPost(IsAuthenticatedScoped):
@@ -118,30 +117,10 @@ class ExchangeMatchOutputSerializer(serializers.Serializer):
     results = ExchangeMatchResultSerializer(many=True, help_text="与提交顺序相同")
 
 
-class ExchangeMatchErrorBodySerializer(serializers.Serializer):
-    code = serializers.CharField()
-    message = serializers.CharField()
-    details = serializers.DictField()
-
-
-class ExchangeMatchErrorSerializer(serializers.Serializer):
-    error = ExchangeMatchErrorBodySerializer()
-
-
-def ensure_staff_or_system(request) -> None:
-    """Government staff in a session, or a consumer system's key; not the public accounts."""
-    if isinstance(getattr(request, "auth", None), ApiKey):
-        return
-    user = request.user
-    post = user.acting_post
-    if not user.is_platform_admin and (post is None or post.role.is_public):
-        raise PermissionDenied(_("共享交换仅供机关工作人员和接入系统使用。"))
-
-
 def _unit(request) -> Unit | None:
     ensure_staff_or_system(request)
-    key = getattr(request, "auth", None)
-    return key.system.unit if isinstance(key, ApiKey) else request.user.acting_unit
+    key = api_key(request)
+    return key.system.unit if key is not None else request.user.acting_unit
 
 
 class MatchView(APIView):
@@ -158,11 +137,9 @@ class MatchView(APIView):
         request=ExchangeMatchInputSerializer,
         responses={
             200: ExchangeMatchOutputSerializer,
-            400: OpenApiResponse(
-                ExchangeMatchErrorSerializer, description="输入有误：fields 不是 1–200 个 1–50 字的名称"
-            ),
-            401: OpenApiResponse(ExchangeMatchErrorSerializer, description="未登录或密钥无效"),
-            403: OpenApiResponse(ExchangeMatchErrorSerializer, description="密钥无 exchange:read，或不是机关工作人员"),
+            400: error("输入有误：fields 不是 1–200 个 1–50 字的名称"),
+            401: error("未登录或密钥无效"),
+            403: error("密钥无 exchange:read，或不是机关工作人员"),
         },
     )
     def post(self, request):

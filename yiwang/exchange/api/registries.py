@@ -26,12 +26,11 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from yiwang.core.api import IsAuthenticatedScoped, JSONParser, parse_id
-from yiwang.org.models import ApiKey
 
 from .. import imports
 from ..models import ImportRun
 from ..registries import REGISTRIES
-from .catalog import error
+from .common import api_key, error
 
 ERRORS = {
     400: error("输入有误：未知的基础库，或文件为空、过大、不是 CSV / .xlsx（details 指明字段）"),
@@ -100,7 +99,7 @@ class ExchangeImportInputSerializer(serializers.Serializer):
 
 def _visible(request):
     """A key sees its system's unit's runs; a person what ``imports.runs_visible`` allows."""
-    key = request.auth if isinstance(request.auth, ApiKey) else None
+    key = api_key(request)
     if key is not None:
         return ImportRun.objects.select_related("unit").filter(unit_id=key.unit_id)
     return imports.runs_visible(request.user)

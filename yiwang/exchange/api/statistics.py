@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.utils.translation import gettext as _
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 from yiwang.core.api import ApiError, StrictIntegerField
 
 from .. import statistics
-from .matching import ensure_staff_or_system
+from .common import ensure_staff_or_system, error
 
 
 class ExchangeStatsQuerySerializer(serializers.Serializer):
@@ -40,8 +40,8 @@ class ExchangeStatsQuerySerializer(serializers.Serializer):
             data["period"] = statistics.period_clean(
                 days=data.get("days"), date_from=data.get("date_from"), date_to=data.get("date_to")
             )
-        except ValueError as error:
-            raise serializers.ValidationError({"days": [str(error)]}) from None
+        except ValueError as exc:
+            raise serializers.ValidationError({"days": [str(exc)]}) from None
         return data
 
 
@@ -122,16 +122,6 @@ class ExchangeStatsSerializer(serializers.Serializer):
     providers = ExchangeStatsProviderFiguresSerializer(many=True, help_text="各提供方答复情况")
 
 
-class ExchangeStatsErrorBodySerializer(serializers.Serializer):
-    code = serializers.CharField()
-    message = serializers.CharField()
-    details = serializers.DictField()
-
-
-class ExchangeStatsErrorSerializer(serializers.Serializer):
-    error = ExchangeStatsErrorBodySerializer()
-
-
 class StatisticsView(APIView):
     api_scope = "exchange"
 
@@ -144,9 +134,9 @@ class StatisticsView(APIView):
         parameters=[ExchangeStatsQuerySerializer],
         responses={
             200: ExchangeStatsSerializer,
-            400: OpenApiResponse(ExchangeStatsErrorSerializer, description="参数有误：天数或日期区间超出 1–366 天"),
-            401: OpenApiResponse(ExchangeStatsErrorSerializer, description="未登录或密钥无效"),
-            403: OpenApiResponse(ExchangeStatsErrorSerializer, description="无权查看（密钥无 exchange:read 等）"),
+            400: error("参数有误：天数或日期区间超出 1–366 天"),
+            401: error("未登录或密钥无效"),
+            403: error("无权查看（密钥无 exchange:read 等）"),
         },
     )
     def get(self, request):

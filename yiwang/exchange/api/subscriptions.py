@@ -16,10 +16,9 @@ state does not allow it (already subscribed, cancelled, not a registry-backed re
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
@@ -28,10 +27,11 @@ from rest_framework.views import APIView
 
 from yiwang.core.api import ApiError, IsAuthenticatedScoped, JSONParser, parse_id
 from yiwang.org.api_auth import ApiKeyAuthentication
-from yiwang.org.models import ApiKey, ConsumerSystem
+from yiwang.org.models import ConsumerSystem
 
 from .. import subscriptions
 from ..models import Subscription
+from .common import api_key, error, service_errors
 
 # --- serializers ------------------------------------------------------------------------------
 
@@ -107,21 +107,7 @@ class ExchangeChangesPageSerializer(serializers.Serializer):
     changes = ExchangeChangeSerializer(many=True)
 
 
-class ExchangeSubscriptionErrorBodySerializer(serializers.Serializer):
-    code = serializers.CharField(help_text="invalid / not_authenticated / permission_denied / not_found / conflict …")
-    message = serializers.CharField(help_text="中文说明")
-    details = serializers.DictField(help_text="字段 → 错误列表")
-
-
-class ExchangeSubscriptionErrorSerializer(serializers.Serializer):
-    error = ExchangeSubscriptionErrorBodySerializer()
-
-
-def _error(description: str) -> OpenApiResponse:
-    return OpenApiResponse(ExchangeSubscriptionErrorSerializer, description=description)
-
-
-ERRORS = {401: _error("缺少 API 密钥，或密钥无效"), 403: _error("密钥权限不足，或未获得该资源的授权")}
+ERRORS = {401: error("缺少 API 密钥，或密钥无效"), 403: error("密钥权限不足，或未获得该资源的授权")}
 ID_PARAM = OpenApiParameter("id", int, OpenApiParameter.PATH, description="订阅编号（正整数）")
 
 
@@ -129,20 +115,10 @@ ID_PARAM = OpenApiParameter("id", int, OpenApiParameter.PATH, description="订�
 
 
 def _system(request) -> ConsumerSystem:
-    key = getattr(request, "auth", None)
-    if not isinstance(key, ApiKey):
+    key = api_key(request)
+    if key is None:
         raise PermissionDenied("请使用业务系统的 API 密钥。")
     return key.system
-
-
-def _service(call):
-    """A service's field errors are 400; a plain refusal about state is 409."""
-    try:
-        return call()
-    except DjangoValidationError as error:
-        if hasattr(error, "error_dict"):
-            raise serializers.ValidationError(error.message_dict) from None
-        raise ApiError("".join(error.messages), code="conflict", status=409) from None
 
 
 class _KeyOnly:
@@ -182,9 +158,9 @@ class SubscriptionViewSet(_KeyOnly, viewsets.GenericViewSet):
         request=ExchangeSubscriptionInputSerializer,
         responses={
             201: ExchangeSubscriptionCreatedSerializer,
-            400: _error("输入有误：资源不存在或未发布、推送地址无效或指向内网"),
+            400: error("输入有误：资源不存在或未发布、推送地址无效或指向内网"),
             **ERRORS,
-            409: _error("已订阅该资源（请用 PATCH 修改推送地址）"),
+            409: error("已订阅该资源（请用 PATCH 修改推送地址）"),
         },
     )
     def create(self, request):
@@ -195,18 +171,17 @@ class SubscriptionViewSet(_KeyOnly, viewsets.GenericViewSet):
         existing = Subscription.objects.filter(system=system, resource_code=data["resource_code"], active=True)
         if existing.exists():
             raise ApiError("本系统已订阅该资源，请用 PATCH 修改推送地址。", code="conflict", status=409)
-        subscription, secret = _service(
-            lambda: subscriptions.subscription_save(
+        with service_errors():
+            subscription, secret = subscriptions.subscription_save(
                 actor=request.user, system=system, resource_code=data["resource_code"], webhook_url=data["webhook_url"]
             )
-        )
         subscription.secret = secret
         return Response(ExchangeSubscriptionCreatedSerializer(subscription).data, status=201)
 
     @extend_schema(
         summary="订阅详情",
         parameters=[ID_PARAM],
-        responses={200: ExchangeSubscriptionSerializer, 400: _error("编号无效"), **ERRORS, 404: _error("不存在")},
+        responses={200: ExchangeSubscriptionSerializer, 400: error("编号无效"), **ERRORS, 404: error("不存在")},
     )
     def retrieve(self, request, pk=None):
         return Response(ExchangeSubscriptionSerializer(self._get(pk)).data)
@@ -217,10 +192,10 @@ class SubscriptionViewSet(_KeyOnly, viewsets.GenericViewSet):
         request=ExchangeSubscriptionUpdateSerializer,
         responses={
             200: ExchangeSubscriptionSerializer,
-            400: _error("推送地址无效或指向内网"),
+            400: error("推送地址无效或指向内网"),
             **ERRORS,
-            404: _error("不存在"),
-            409: _error("订阅已取消"),
+            404: error("不存在"),
+            409: error("订阅已取消"),
         },
     )
     def partial_update(self, request, pk=None):
@@ -229,25 +204,25 @@ class SubscriptionViewSet(_KeyOnly, viewsets.GenericViewSet):
         serializer.is_valid(raise_exception=True)
         if not subscription.active:
             raise ApiError("订阅已取消，请重新创建订阅。", code="conflict", status=409)
-        subscription, _secret = _service(
-            lambda: subscriptions.subscription_save(
+        with service_errors():
+            subscription, _secret = subscriptions.subscription_save(
                 actor=request.user,
                 system=subscription.system,
                 resource_code=subscription.resource_code,
                 webhook_url=serializer.validated_data["webhook_url"],
             )
-        )
         return Response(ExchangeSubscriptionSerializer(subscription).data)
 
     @extend_schema(
         summary="取消订阅",
         parameters=[ID_PARAM],
         request=None,
-        responses={204: None, 400: _error("编号无效"), **ERRORS, 404: _error("不存在"), 409: _error("已停用")},
+        responses={204: None, 400: error("编号无效"), **ERRORS, 404: error("不存在"), 409: error("已停用")},
     )
     def destroy(self, request, pk=None):
         subscription = self._get(pk)
-        _service(lambda: subscriptions.subscription_cancel(actor=request.user, subscription=subscription))
+        with service_errors():
+            subscriptions.subscription_cancel(actor=request.user, subscription=subscription)
         return Response(status=204)
 
     @extend_schema(
@@ -258,14 +233,15 @@ class SubscriptionViewSet(_KeyOnly, viewsets.GenericViewSet):
         responses={
             200: ExchangeSubscriptionSerializer,
             **ERRORS,
-            404: _error("不存在"),
-            409: _error("没有推送地址、已取消或授权已失效"),
+            404: error("不存在"),
+            409: error("没有推送地址、已取消或授权已失效"),
         },
     )
     @action(detail=True, methods=["post"])
     def retry(self, request, pk=None):
         subscription = self._get(pk)
-        subscription = _service(lambda: subscriptions.subscription_retry(actor=request.user, subscription=subscription))
+        with service_errors():
+            subscription = subscriptions.subscription_retry(actor=request.user, subscription=subscription)
         return Response(ExchangeSubscriptionSerializer(subscription).data)
 
 
@@ -294,23 +270,22 @@ class ChangesView(_KeyOnly, APIView):
         ],
         responses={
             200: ExchangeChangesPageSerializer,
-            400: _error("cursor 或 limit 无效"),
+            400: error("cursor 或 limit 无效"),
             **ERRORS,
-            404: _error("资源不存在、未发布或已撤销"),
-            409: _error("资源未接入基础库，没有变更记录"),
+            404: error("资源不存在、未发布或已撤销"),
+            409: error("资源未接入基础库，没有变更记录"),
         },
         auth=[{"ApiKey": []}],
     )
     def get(self, request, code: str):
         system = _system(request)
         params = request.query_params
-        page = _service(
-            lambda: subscriptions.changes_pull_page(
+        with service_errors():
+            page = subscriptions.changes_pull_page(
                 system=system,
                 resource_code=code,
                 cursor=params.get("cursor", "0"),
                 limit=params.get("limit", str(settings.YIWANG_EXCHANGE_MAX_PAGE)),
             )
-        )
         cursor = int(params.get("cursor", "0"))
         return Response({**page, "cursor": cursor, "count": len(page["changes"])})

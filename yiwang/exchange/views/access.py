@@ -14,6 +14,7 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404
 from django.shortcuts import redirect
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -23,8 +24,7 @@ from yiwang.core.ui import add_service_errors, paginate
 
 from .. import selectors, services
 from ..models import AccessRequest, CatalogEntry, Grant, SharingType
-from .catalog import denied, staff_required
-from .common import page
+from .common import act, denied, page, staff_required
 
 # --- forms ------------------------------------------------------------------------------------
 
@@ -171,7 +171,7 @@ TAB_LABELS = {
 }
 
 
-@staff_required
+@staff_required("requests")
 def request_list(request):
     user = request.user
     tabs = selectors.request_tabs(user)
@@ -201,7 +201,7 @@ def request_list(request):
     )
 
 
-@staff_required
+@staff_required("catalog")
 def request_create(request, pk: int):
     """申请共享: a system of the user's unit asks for items of a published resource."""
     user = request.user
@@ -209,12 +209,16 @@ def request_create(request, pk: int):
     if entry is None:
         raise Http404(_("资源不存在或无权查看。"))
     if entry.status != CatalogEntry.Status.PUBLISHED:
-        return denied(request, _("只能申请已发布的资源。"))
+        return denied(request, _("只能申请已发布的资源。"), section="catalog")
     if entry.sharing_type == SharingType.NONE:
-        return denied(request, _("该资源不予共享，无法申请。依据：%(basis)s") % {"basis": entry.legal_basis})
+        return denied(
+            request, _("该资源不予共享，无法申请。依据：%(basis)s") % {"basis": entry.legal_basis}, section="catalog"
+        )
     systems = selectors.systems_for(user=user)
     if not systems:
-        return denied(request, _("您所在单位还没有登记业务系统，请先由单位管理员在“接入系统”中登记。"))
+        return denied(
+            request, _("您所在单位还没有登记业务系统，请先由单位管理员在“接入系统”中登记。"), section="catalog"
+        )
     posted = request.method == "POST"
     initial = {"system": str(systems[0].pk)}
     if not posted and request.GET.get("items"):
@@ -291,13 +295,13 @@ def _detail(request, obj: AccessRequest, *, decision: DecisionForm | None = None
     )
 
 
-@staff_required
+@staff_required("requests")
 def request_detail(request, pk: int):
     return _detail(request, _request_or_404(request, pk))
 
 
 @require_POST
-@staff_required
+@staff_required("requests")
 def request_decide(request, pk: int):
     obj = _request_or_404(request, pk)
     if not services.can_decide(request.user, obj):
@@ -331,25 +335,22 @@ def request_decide(request, pk: int):
 
 
 @require_POST
-@staff_required
+@staff_required("requests")
 def request_withdraw(request, pk: int):
     obj = _request_or_404(request, pk)
-    try:
-        services.request_withdraw(actor=request.user, request=obj)
-    except PermissionDenied as error:
-        return denied(request, str(error), section="requests")
-    except ValidationError as error:
-        for message in error.messages:
-            messages.error(request, message)
-    else:
-        messages.success(request, _("申请已撤回。"))
-    return redirect("exchange:request_detail", pk=obj.pk)
+    return act(
+        request,
+        lambda: services.request_withdraw(actor=request.user, request=obj),
+        success=_("申请已撤回。"),
+        section="requests",
+        then=reverse("exchange:request_detail", args=[obj.pk]),
+    )
 
 
 # --- grants ------------------------------------------------------------------------------------
 
 
-@staff_required
+@staff_required("grants")
 def grant_list(request):
     user = request.user
     tabs = selectors.grant_tabs(user)
@@ -376,7 +377,7 @@ def grant_list(request):
     )
 
 
-@staff_required
+@staff_required("grants")
 def grant_detail(request, pk: int):
     grant = _grant_or_404(request, pk)
     entry = selectors.entries_by_code([grant.resource_code]).get(grant.resource_code)
@@ -400,36 +401,31 @@ def grant_detail(request, pk: int):
 
 
 @require_POST
-@staff_required
+@staff_required("grants")
 def grant_revoke(request, pk: int):
     grant = _grant_or_404(request, pk)
-    try:
-        services.grant_revoke(actor=request.user, grant=grant, reason=(request.POST.get("reason") or "")[:500])
-    except PermissionDenied as error:
-        return denied(request, str(error), section="grants")
-    except ValidationError as error:
-        for message in error.messages:
-            messages.error(request, message)
-    else:
-        messages.success(request, _("授权已撤销，该系统下一次调用即被拒绝。"))
-    return redirect("exchange:grant_detail", pk=grant.pk)
+    reason = (request.POST.get("reason") or "")[:500]
+    return act(
+        request,
+        lambda: services.grant_revoke(actor=request.user, grant=grant, reason=reason),
+        success=_("授权已撤销，该系统下一次调用即被拒绝。"),
+        section="grants",
+        then=reverse("exchange:grant_detail", args=[grant.pk]),
+    )
 
 
 @require_POST
-@staff_required
+@staff_required("grants")
 def grant_limit(request, pk: int):
     grant = _grant_or_404(request, pk)
     raw = (request.POST.get("per_minute") or "").strip()
     if raw and not raw.isdigit():
         messages.error(request, _("每分钟调用上限须为正整数，留空表示使用全区默认值。"))
         return redirect("exchange:grant_detail", pk=grant.pk)
-    try:
-        services.grant_limit(actor=request.user, grant=grant, per_minute=int(raw) if raw else None)
-    except PermissionDenied as error:
-        return denied(request, str(error), section="grants")
-    except ValidationError as error:
-        for message in error.messages:
-            messages.error(request, message)
-    else:
-        messages.success(request, _("每分钟调用上限已更新。"))
-    return redirect("exchange:grant_detail", pk=grant.pk)
+    return act(
+        request,
+        lambda: services.grant_limit(actor=request.user, grant=grant, per_minute=int(raw) if raw else None),
+        success=_("每分钟调用上限已更新。"),
+        section="grants",
+        then=reverse("exchange:grant_detail", args=[grant.pk]),
+    )

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import io
 import re
-from functools import wraps
 from urllib.parse import quote
 
 from django import forms
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect
@@ -30,34 +28,13 @@ from yiwang.workflow.models import Task
 from .. import selectors, services
 from ..models import CatalogEntry, DataItem, SharingType
 from ..registries import REGISTRIES
-from .common import page
+from .common import attachment, denied, page, staff_required
 
+SECTION = "catalog"
 MAX_EXPORT = 5000
 MAX_ITEMS = 200
 
-# --- access ---------------------------------------------------------------------------------
-
-
-def denied(request, message: str, *, section: str = "catalog"):
-    """A 403 page that says why (inside the module's tabs)."""
-    return page(request, "exchange/catalog_denied.html", {"message": message}, section=section, status=403)
-
-
-def staff_required(view):
-    """Government staff only: not the public accounts, not a consumer system's account."""
-
-    @wraps(view)
-    @login_required
-    def wrapper(request, *args, **kwargs):
-        user = request.user
-        post = user.acting_post
-        if getattr(user, "is_system", False) or not (
-            user.is_platform_admin or (post is not None and not post.role.is_public)
-        ):
-            return denied(request, _("共享交换仅供机关工作人员使用。"))
-        return view(request, *args, **kwargs)
-
-    return wrapper
+# --- helpers ---------------------------------------------------------------------------------
 
 
 def _errors(error: Exception) -> list[str]:
@@ -144,7 +121,7 @@ def _filtered(request) -> tuple[EntryFilterForm, selectors.EntryFilters]:
     return form, form.filters() if request.GET else selectors.EntryFilters()
 
 
-@staff_required
+@staff_required(SECTION)
 def entry_list(request):
     """资源目录: search, filters, the classification tree, exports."""
     form, filters = _filtered(request)
@@ -164,7 +141,7 @@ def entry_list(request):
             "export_query": query.urlencode(),
             "middle_names": selectors.MIDDLE_CLASSES,
         },
-        section="catalog",
+        section=SECTION,
     )
 
 
@@ -189,7 +166,7 @@ def _usage_chart(usage: dict) -> dict:
     }
 
 
-@staff_required
+@staff_required(SECTION)
 def entry_detail(request, pk: int):
     user = request.user
     entry = _entry_or_404(request, pk)
@@ -231,7 +208,7 @@ def entry_detail(request, pk: int):
             else 0,
             "gateway_url": gateway_url(request, entry) if entry.registry else "",
         },
-        section="catalog",
+        section=SECTION,
     )
 
 
@@ -418,9 +395,9 @@ def _entry_form(request, entry: CatalogEntry | None):
     user = request.user
     units = [] if entry is not None else selectors.provider_units(user=user)
     if entry is None and not units:
-        return denied(request, _("您所在单位不能编制资源目录。"))
+        return denied(request, _("您所在单位不能编制资源目录。"), section=SECTION)
     if entry is not None and (entry.status != CatalogEntry.Status.DRAFT or not services.can_manage_entry(user, entry)):
-        return denied(request, _("只有提供方单位可以修改草稿；已发布的资源请先“修订”。"))
+        return denied(request, _("只有提供方单位可以修改草稿；已发布的资源请先“修订”。"), section=SECTION)
     initial = {}
     if entry is not None:
         initial = {f: getattr(entry, f) for f in services.ENTRY_FIELDS}
@@ -452,7 +429,7 @@ def _entry_form(request, entry: CatalogEntry | None):
                 if request.POST.get("then") == "submit":
                     saved = services.entry_submit(actor=user, entry=saved)
             except PermissionDenied as error:
-                return denied(request, str(error))
+                return denied(request, str(error), section=SECTION)
             except ValidationError as error:
                 if hasattr(error, "error_dict"):
                     fields = error.message_dict
@@ -473,17 +450,17 @@ def _entry_form(request, entry: CatalogEntry | None):
         request,
         "exchange/catalog_form.html",
         _form_context(form, rows, item_errors, entry),
-        section="catalog",
+        section=SECTION,
         status=400 if posted else 200,
     )
 
 
-@staff_required
+@staff_required(SECTION)
 def entry_create(request):
     return _entry_form(request, None)
 
 
-@staff_required
+@staff_required(SECTION)
 def entry_edit(request, pk: int):
     return _entry_form(request, _entry_or_404(request, pk))
 
@@ -496,7 +473,7 @@ def _act(request, pk: int, action, success: str, *, go_to=None):
     try:
         result = action(entry)
     except PermissionDenied as error:
-        return denied(request, str(error))
+        return denied(request, str(error), section=SECTION)
     except ValidationError as error:
         for message in _errors(error):
             messages.error(request, message)
@@ -508,7 +485,7 @@ def _act(request, pk: int, action, success: str, *, go_to=None):
 
 
 @require_POST
-@staff_required
+@staff_required(SECTION)
 def entry_submit(request, pk: int):
     comment = (request.POST.get("comment") or "")[:2000]
     return _act(
@@ -520,7 +497,7 @@ def entry_submit(request, pk: int):
 
 
 @require_POST
-@staff_required
+@staff_required(SECTION)
 def entry_revise(request, pk: int):
     return _act(
         request,
@@ -532,7 +509,7 @@ def entry_revise(request, pk: int):
 
 
 @require_POST
-@staff_required
+@staff_required(SECTION)
 def entry_revoke(request, pk: int):
     reason = (request.POST.get("reason") or "")[:500]
     return _act(
@@ -544,7 +521,7 @@ def entry_revoke(request, pk: int):
 
 
 @require_POST
-@staff_required
+@staff_required(SECTION)
 def entry_delete(request, pk: int):
     return _act(
         request,
@@ -601,7 +578,7 @@ def _export_entries(request) -> list[CatalogEntry]:
 
 def _download(body: bytes, content_type: str, name: str, fallback: str) -> HttpResponse:
     response = HttpResponse(body, content_type=content_type)
-    response["Content-Disposition"] = f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name)}"
+    response["Content-Disposition"] = attachment(name, fallback)
     return response
 
 
@@ -613,7 +590,7 @@ def _cell(value):
 
 
 @require_GET
-@staff_required
+@staff_required(SECTION)
 def entry_export_xlsx(request):
     """The filtered catalogue as Excel: a sheet of entries and a sheet of their items."""
     from openpyxl import Workbook
@@ -731,7 +708,7 @@ def jsonld_catalog(request, entries) -> dict:
 
 
 @require_GET
-@staff_required
+@staff_required(SECTION)
 def entry_export_jsonld(request):
     """The filtered catalogue as DCAT JSON-LD."""
     body = jsonld_catalog(request, _export_entries(request))

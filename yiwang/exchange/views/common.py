@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from django.shortcuts import render
+from functools import wraps
+from urllib.parse import quote
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.utils.translation import gettext_lazy as _
 
@@ -17,6 +23,8 @@ TABS = [
     ("statistics", _("调用统计"), "bar-chart", "exchange:statistics"),
     ("evidence", _("调用记录"), "clipboard-data", "exchange:evidence"),
 ]
+
+STAFF_ONLY = _("共享交换仅供机关工作人员使用。")
 
 
 def _tabs() -> list[tuple]:
@@ -34,3 +42,56 @@ def page(request, template: str, context: dict, *, section: str, status: int = 2
     """Render an exchange page with the module tabs, ``section`` marking the current one."""
     context = {**context, "exc_section": section, "exchange_tabs": _tabs()}
     return render(request, template, context, status=status)
+
+
+def attachment(filename: str, fallback: str) -> str:
+    """Content-Disposition with the Chinese name (RFC 5987) and an ASCII one for old clients."""
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename)}"
+
+
+# --- who may do what ----------------------------------------------------------------------------
+
+
+def is_staff(user) -> bool:
+    """Government staff and platform admins: not the public accounts, not a consumer system's account."""
+    if getattr(user, "is_system", False):
+        return False
+    post = user.acting_post
+    return user.is_platform_admin or (post is not None and not post.role.is_public)
+
+
+def denied(request, message: str, *, section: str):
+    """The module's 403 page: says why, inside the tabs, with a way back to ``section``'s tab."""
+    return page(request, "exchange/denied.html", {"message": message}, section=section, status=403)
+
+
+def staff_required(section: str, message: str = STAFF_ONLY):
+    """Decorator: signed-in government staff only (``is_staff``); anyone else gets the 403 page
+    with ``message`` in ``section``'s tab."""
+
+    def decorator(view):
+        @wraps(view)
+        @login_required
+        def wrapper(request, *args, **kwargs):
+            if not is_staff(request.user):
+                return denied(request, message, section=section)
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def act(request, call, *, success: str, section: str, then: str):
+    """A button's POST: run the service ``call``; its refusal (PermissionDenied) is the 403
+    page, its ValidationError messages are flashed, else ``success`` is; then go to ``then``."""
+    try:
+        call()
+    except PermissionDenied as error:
+        return denied(request, str(error), section=section)
+    except ValidationError as error:
+        for message in error.messages:
+            messages.error(request, message)
+    else:
+        messages.success(request, success)
+    return redirect(then)

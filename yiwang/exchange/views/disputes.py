@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import prefetch_related_objects
 from django.http import Http404
@@ -25,9 +24,10 @@ from yiwang.core.ui import add_service_errors, paginate
 from .. import disputes, services
 from ..masking import mask
 from ..models import CatalogEntry, Dispute
-from .common import page
+from .common import denied, page, staff_required
 
 SECTION = "disputes"
+STAFF_ONLY = gettext_lazy("疑义校核仅供机关工作人员使用。")
 
 
 # --- forms ------------------------------------------------------------------------------------
@@ -108,17 +108,6 @@ class DisputeAnswerForm(forms.Form):
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _is_staff(user) -> bool:
-    post = user.acting_post
-    return not getattr(user, "is_system", False) and (
-        user.is_platform_admin or (post is not None and not post.role.is_public)
-    )
-
-
-def _denied(request, message: str):
-    return page(request, "exchange/dispute_denied.html", {"message": message}, section=SECTION, status=403)
-
-
 def _shown_key(dispute: Dispute) -> str:
     """Resident ID numbers are masked in lists (the detail page shows them whole)."""
     if dispute.entry.registry == "resident":
@@ -136,11 +125,9 @@ def _get_dispute(request, pk: int) -> Dispute:
 # --- pages ------------------------------------------------------------------------------------
 
 
-@login_required
+@staff_required(SECTION, STAFF_ONLY)
 def dispute_list(request):
     user = request.user
-    if not _is_staff(user):
-        return _denied(request, _("疑义校核仅供机关工作人员使用。"))
     egov = services.is_egov(user)
     tabs = [(disputes.TODO, _("待我核实")), (disputes.MINE, _("我提出的"))]
     if egov:
@@ -210,22 +197,18 @@ def _key_label(entry: CatalogEntry) -> str:
     return _("记录标识")
 
 
-@login_required
+@staff_required(SECTION, STAFF_ONLY)
 def dispute_detail(request, pk: int):
-    if not _is_staff(request.user):
-        return _denied(request, _("疑义校核仅供机关工作人员使用。"))
     dispute = _get_dispute(request, pk)
     return page(request, "exchange/dispute_detail.html", _detail_context(request, dispute), section=SECTION)
 
 
 @require_POST
-@login_required
+@staff_required(SECTION, STAFF_ONLY)
 def dispute_answer(request, pk: int):
-    if not _is_staff(request.user):
-        return _denied(request, _("疑义校核仅供机关工作人员使用。"))
     dispute = _get_dispute(request, pk)
     if not disputes.can_answer(request.user, dispute):
-        return _denied(request, _("只有提供方单位或电子政务办可以答复该疑义。"))
+        return denied(request, _("只有提供方单位或电子政务办可以答复该疑义。"), section=SECTION)
     form = DisputeAnswerForm(request.POST)
     if form.is_valid():
         data = form.cleaned_data
@@ -238,7 +221,7 @@ def dispute_answer(request, pk: int):
                 new_value=data["new_value"],
             )
         except PermissionDenied as error:
-            return _denied(request, str(error))
+            return denied(request, str(error), section=SECTION)
         except ValidationError as error:
             add_service_errors(form, error)
         else:
@@ -264,16 +247,14 @@ def _entry_from(request) -> CatalogEntry:
     return entry
 
 
-@login_required
+@staff_required(SECTION, STAFF_ONLY)
 def dispute_create(request):
     user = request.user
-    if not _is_staff(user):
-        return _denied(request, _("疑义校核仅供机关工作人员使用。"))
     entry = _entry_from(request)
     if entry.status != CatalogEntry.Status.PUBLISHED:
-        return _denied(request, _("只能对已发布的资源提出疑义。"))
+        return denied(request, _("只能对已发布的资源提出疑义。"), section=SECTION)
     if not disputes.can_raise(user, entry):
-        return _denied(request, _("本单位未获得该资源的共享授权，不能提出疑义。请先提出共享申请。"))
+        return denied(request, _("本单位未获得该资源的共享授权，不能提出疑义。请先提出共享申请。"), section=SECTION)
     systems = disputes.raising_systems(actor=user, entry=entry)
     form = DisputeRaiseForm(request.POST or None, entry=entry, systems=systems, key_label=_key_label(entry))
     status = 200
@@ -294,7 +275,7 @@ def dispute_create(request):
                     system=system,
                 )
             except PermissionDenied as error:
-                return _denied(request, str(error))
+                return denied(request, str(error), section=SECTION)
             except ValidationError as error:
                 add_service_errors(form, error)
             else:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import quote
 
 from django import forms
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -21,9 +19,9 @@ from yiwang.core.ui import paginate
 from .. import evidence
 from ..models import RESOURCE_CODE_RE
 from ..statistics import date_check
-from .common import page
-from .matching import ensure_staff
+from .common import attachment, denied, page, staff_required
 
+SECTION = "evidence"
 FILTERS = ("resource", "system", "outcome", "date_from", "date_to", "q", "record")
 
 
@@ -99,36 +97,40 @@ def _filtered(request):
     return form, evidence.calls_filter(entries, **form.filters())
 
 
-@require_GET
-@login_required
-def call_list(request):
-    """The calls the user's units may see, newest first."""
-    ensure_staff(request.user)
-    form, entries = _filtered(request)
+def _calls_page(request, form, entries, *, status: int = 200, **context):
+    """The evidence page with a page of ``entries`` (none when the filter is invalid)."""
     page_obj = paginate(
         request, evidence.calls_ordered(entries) if entries is not None else evidence.calls_all().none()
     )
     return page(
         request,
         "exchange/evidence.html",
-        {
-            "filter_form": form,
-            "filtered": any(request.GET.get(name) for name in FILTERS),
-            "page_obj": page_obj,
-            "rows": evidence.call_rows(page_obj.object_list),
-            "sees_all": evidence.sees_all(request.user),
-            "query": request.GET.urlencode(),
-        },
-        section="evidence",
-        status=200 if entries is not None else 400,
+        {"filter_form": form, "page_obj": page_obj, "rows": evidence.call_rows(page_obj.object_list), **context},
+        section=SECTION,
+        status=status,
     )
 
 
 @require_GET
-@login_required
+@staff_required(SECTION)
+def call_list(request):
+    """The calls the user's units may see, newest first."""
+    form, entries = _filtered(request)
+    return _calls_page(
+        request,
+        form,
+        entries,
+        status=200 if entries is not None else 400,
+        filtered=any(request.GET.get(name) for name in FILTERS),
+        sees_all=evidence.sees_all(request.user),
+        query=request.GET.urlencode(),
+    )
+
+
+@require_GET
+@staff_required(SECTION)
 def call_export(request):
     """The filtered calls as CSV, streamed (any number of rows)."""
-    ensure_staff(request.user)
     _form, entries = _filtered(request)
     if entries is None:
         return call_list(request)
@@ -137,9 +139,7 @@ def call_export(request):
     )
     stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
     name = _("调用记录-%(stamp)s.csv") % {"stamp": stamp}
-    response["Content-Disposition"] = (
-        f"attachment; filename=\"exchange-calls-{stamp}.csv\"; filename*=UTF-8''{quote(name)}"
-    )
+    response["Content-Disposition"] = attachment(name, f"exchange-calls-{stamp}.csv")
     return response
 
 
@@ -148,26 +148,10 @@ def call_export(request):
 def chain_verify(request):
     """Walk the whole audit chain (on request only: it reads every entry). E-gov and admins."""
     if not evidence.sees_all(request.user):
-        raise PermissionDenied(_("只有电子政务办和平台管理员可以校验审计链。"))
+        return denied(request, _("只有电子政务办和平台管理员可以校验审计链。"), section=SECTION)
     problem = audit_verify()
     context = {"checked": True, "problem": str(problem) if problem else "", "checked_at": timezone.now()}
     if request.headers.get("HX-Request"):
         return render(request, "exchange/_chain_status.html", context)
     form, entries = _filtered(request)
-    page_obj = paginate(
-        request, evidence.calls_ordered(entries) if entries is not None else evidence.calls_all().none()
-    )
-    return page(
-        request,
-        "exchange/evidence.html",
-        {
-            "filter_form": form,
-            "filtered": False,
-            "page_obj": page_obj,
-            "rows": evidence.call_rows(page_obj.object_list),
-            "sees_all": True,
-            "query": "",
-            **context,
-        },
-        section="evidence",
-    )
+    return _calls_page(request, form, entries, filtered=False, sees_all=True, query="", **context)

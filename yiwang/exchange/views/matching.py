@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 from django import forms
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from .. import matching
-from .common import page
-
-
-def ensure_staff(user) -> None:
-    """Government staff and platform admins; not the public accounts or consumer systems."""
-    post = user.acting_post
-    if user.is_platform_admin:
-        return
-    if post is None or post.role.is_public or getattr(user, "is_system", False):
-        raise PermissionDenied(_("共享交换仅供机关工作人员使用。"))
+from .common import attachment, page, staff_required
 
 
 class MatchForm(forms.Form):
@@ -59,14 +46,9 @@ class MatchForm(forms.Form):
         return labels
 
 
-def _attachment(filename: str, fallback: str) -> str:
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename)}"
-
-
-@login_required
+@staff_required("matching")
 def match_page(request):
     """GET: the empty form; POST: the check of the labels (or, with ``download``, the file)."""
-    ensure_staff(request.user)
     unit = request.user.acting_unit
     matches, figures, status = None, None, 200
     form = MatchForm(request.POST or None)
@@ -78,7 +60,7 @@ def match_page(request):
                 body = matching.fields_report(labels=labels, unit=unit, fmt=fmt, title=title)
                 response = HttpResponse(body, content_type=matching.REPORT_FORMATS[fmt])
                 stem = title or _("表单字段核验")
-                response["Content-Disposition"] = _attachment(f"{stem}.{fmt}", f"fields-check.{fmt}")
+                response["Content-Disposition"] = attachment(f"{stem}.{fmt}", f"fields-check.{fmt}")
                 return response
             matches = matching.fields_match(labels=labels, unit=unit)
             figures = matching.summary(matches)

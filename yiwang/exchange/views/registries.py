@@ -15,12 +15,9 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from functools import wraps
-from urllib.parse import quote
 
 from django import forms
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection
 from django.db.models import Q
@@ -38,9 +35,10 @@ from .. import imports
 from ..masking import mask
 from ..models import CatalogEntry, Change, EconomicIndicator, ImportRun, LegalEntity, Place, Resident
 from ..registries import DEFAULT_REGION, REGISTRIES, RegistrySpec, key_clean
-from .common import page
+from .common import attachment, denied, page, staff_required
 
 SECTION = "registries"
+STAFF_ONLY = gettext_lazy("基础库仅供机关工作人员使用。")
 PAGE_SIZE = 20
 ESTIMATE_ABOVE = 100_000  # above this, PostgreSQL's estimate (pg_class.reltuples) instead of COUNT(*)
 RECENT_CHANGES = 20
@@ -63,28 +61,6 @@ ICONS = {"resident": "people", "legal_entity": "building", "place": "geo-alt", "
 # --- access -----------------------------------------------------------------------------------
 
 
-def _denied(request, message: str):
-    return page(request, "exchange/registry_denied.html", {"message": message}, section=SECTION, status=403)
-
-
-def _is_staff(user) -> bool:
-    post = user.acting_post
-    return user.is_platform_admin or (post is not None and not post.role.is_public)
-
-
-def staff_required(view):
-    """Government staff only (not the public accounts)."""
-
-    @wraps(view)
-    @login_required
-    def wrapper(request, *args, **kwargs):
-        if not _is_staff(request.user):
-            return _denied(request, _("基础库仅供机关工作人员使用。"))
-        return view(request, *args, **kwargs)
-
-    return wrapper
-
-
 def _spec(code: str) -> RegistrySpec:
     spec = REGISTRIES.get(code)
     if spec is None:
@@ -94,11 +70,6 @@ def _spec(code: str) -> RegistrySpec:
 
 def _refusal(spec: RegistrySpec) -> str:
     return _("只有%(registry)s的提供单位、电子政务办或平台管理员可以查看其中的数据。") % {"registry": spec.label}
-
-
-def _attachment(filename: str, fallback: str) -> str:
-    """Content-Disposition with the Chinese name (RFC 5987) and an ASCII one for old clients."""
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename)}"
 
 
 # --- reads ------------------------------------------------------------------------------------
@@ -143,7 +114,7 @@ def _value(record, code: str):
 # --- overview ---------------------------------------------------------------------------------
 
 
-@staff_required
+@staff_required(SECTION, STAFF_ONLY)
 def registry_list(request):
     """基础库: the four registries with their size, last change and providers."""
     providers = _providers()
@@ -328,12 +299,12 @@ def _list_rows(spec: RegistrySpec, records: list) -> list[dict]:
     ]
 
 
-@staff_required
+@staff_required(SECTION, STAFF_ONLY)
 def registry_detail(request, code: str):
     """A registry's records: search, filters, keyset pages; personal fields masked."""
     spec = _spec(code)
     if not imports.can_manage_registry(request.user, code):
-        return _denied(request, _refusal(spec))
+        return denied(request, _refusal(spec), section=SECTION)
     series = _series_choices() if code == "economy" else []
     form = RegistryFilterForm(request.GET or None, spec=spec, series=series)
     queryset = form.filter(spec.model.objects.all())
@@ -365,12 +336,12 @@ def registry_detail(request, code: str):
     )
 
 
-@staff_required
+@staff_required(SECTION, STAFF_ONLY)
 def registry_record(request, code: str, pk: int):
     """One record in plain text with its recent changes; the read is audited."""
     spec = _spec(code)
     if not imports.can_manage_registry(request.user, code):
-        return _denied(request, _refusal(spec))
+        return denied(request, _refusal(spec), section=SECTION)
     record = spec.model.objects.filter(pk=pk).first()
     if record is None:
         raise Http404(_("记录不存在。"))
@@ -412,13 +383,15 @@ class ImportForm(forms.Form):
         self.fields["file"].widget.attrs["data-max-bytes"] = str(imports.MAX_UPLOAD_BYTES)
 
 
-@staff_required
+@staff_required(SECTION, STAFF_ONLY)
 def import_create(request, code: str):
     """导入数据: upload a file; it is checked and loaded in the background."""
     spec = _spec(code)
     if not imports.can_manage_registry(request.user, code):
-        return _denied(
-            request, _("只有%(registry)s的提供单位、电子政务办或平台管理员可以导入数据。") % {"registry": spec.label}
+        return denied(
+            request,
+            _("只有%(registry)s的提供单位、电子政务办或平台管理员可以导入数据。") % {"registry": spec.label},
+            section=SECTION,
         )
     posted = request.method == "POST"
     form = ImportForm(request.POST if posted else None, request.FILES if posted else None)
@@ -426,7 +399,7 @@ def import_create(request, code: str):
         try:
             run = imports.import_start(actor=request.user, registry_code=code, upload=form.cleaned_data["file"])
         except PermissionDenied as error:
-            return _denied(request, str(error))
+            return denied(request, str(error), section=SECTION)
         except ValidationError as error:
             if hasattr(error, "error_dict"):
                 add_service_errors(form, error)
@@ -445,12 +418,12 @@ def import_create(request, code: str):
 
 
 @require_GET
-@staff_required
+@staff_required(SECTION, STAFF_ONLY)
 def import_template(request, code: str):
     """The template CSV: the header row and one example row."""
     spec = _spec(code)
     response = HttpResponse(imports.template_csv(code), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = _attachment(
+    response["Content-Disposition"] = attachment(
         _("%(registry)s导入模板.csv") % {"registry": spec.label}, f"{code}-template.csv"
     )
     return response
@@ -473,7 +446,7 @@ class ImportFilterForm(forms.Form):
     )
 
 
-@staff_required
+@staff_required(SECTION, STAFF_ONLY)
 def import_list(request):
     """Imports the user may follow, newest first."""
     form = ImportFilterForm(request.GET or None)
@@ -530,7 +503,7 @@ def _run_context(run: ImportRun) -> dict:
     }
 
 
-@staff_required
+@staff_required(SECTION, STAFF_ONLY)
 def import_detail(request, pk: int):
     """A run: live progress while it is checked (htmx, every second), then the result or the errors."""
     run = _get_run(request, pk)
@@ -541,7 +514,7 @@ def import_detail(request, pk: int):
 
 
 @require_GET
-@staff_required
+@staff_required(SECTION, STAFF_ONLY)
 def import_errors(request, pk: int):
     """The full error report of an invalid run (CSV: 行号, 列, 问题)."""
     run = _get_run(request, pk)
@@ -550,7 +523,7 @@ def import_errors(request, pk: int):
         raise Http404(_("该导入没有错误报告。"))
     stem = run.file_name.rsplit(".", 1)[0] or f"import-{run.pk}"
     response = FileResponse(handle, content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = _attachment(
+    response["Content-Disposition"] = attachment(
         _("%(name)s-错误报告.csv") % {"name": stem}, f"import-{run.pk}-errors.csv"
     )
     return response

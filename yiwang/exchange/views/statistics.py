@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from django import forms
-from django.contrib.auth.decorators import login_required
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from .. import statistics
-from .common import page
-from .matching import ensure_staff
+from .common import page, staff_required
 
 SERVED_COLOUR, DENIED_COLOUR, ERROR_COLOUR, NAVY = "#198754", "#dc3545", "#fd7e14", "#0b3a7e"
 
@@ -92,10 +90,9 @@ def _ranking_chart(names: list[str], values: list[int], *, colour: str = NAVY, u
     }
 
 
-@login_required
+@staff_required("statistics")
 def statistics_page(request):
     """调用统计 for the user's scope; the filter narrows the period, the unit and the side."""
-    ensure_staff(request.user)
     units = statistics.unit_choices(request.user)
     form = StatisticsFilterForm(request.GET or None, units=units)
     status = 200

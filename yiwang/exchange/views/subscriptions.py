@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Q
 from django.http import Http404
@@ -23,9 +22,10 @@ from yiwang.org.models import ConsumerSystem
 
 from .. import services, subscriptions
 from ..models import CatalogEntry, Subscription
-from .common import page
+from .common import act, denied, page, staff_required
 
 SECTION = "subscriptions"
+STAFF_ONLY = gettext_lazy("订阅管理仅供机关工作人员使用。")
 SECRET_SESSION_KEY = "exchange_subscription_secret"
 
 
@@ -70,17 +70,6 @@ class SubscriptionForm(forms.Form):
         self.fields["grant"].choices = [("", _("请选择")), *choices]
 
 
-def _is_staff(user) -> bool:
-    post = user.acting_post
-    return not getattr(user, "is_system", False) and (
-        user.is_platform_admin or (post is not None and not post.role.is_public)
-    )
-
-
-def _denied(request, message: str):
-    return page(request, "exchange/dispute_denied.html", {"message": message}, section=SECTION, status=403)
-
-
 def _get(request, pk: int) -> Subscription:
     subscription = subscriptions.subscriptions_visible(user=request.user).filter(pk=pk).first()
     if subscription is None:
@@ -88,11 +77,9 @@ def _get(request, pk: int) -> Subscription:
     return subscription
 
 
-@login_required
+@staff_required(SECTION, STAFF_ONLY)
 def subscription_list(request):
     user = request.user
-    if not _is_staff(user):
-        return _denied(request, _("订阅管理仅供机关工作人员使用。"))
     visible = subscriptions.subscriptions_visible(user=user)
     systems = list(ConsumerSystem.objects.filter(pk__in=visible.values("system_id")).order_by("id"))
     form = SubscriptionFilterForm(request.GET or None, systems=systems)
@@ -147,11 +134,9 @@ def subscription_list(request):
     )
 
 
-@login_required
+@staff_required(SECTION, STAFF_ONLY)
 def subscription_create(request):
     user = request.user
-    if not _is_staff(user):
-        return _denied(request, _("订阅管理仅供机关工作人员使用。"))
     granted = subscriptions.grants_for(systems=subscriptions.systems_of(user=user))
     choices = [(str(g.pk), f"{g.system.name} · {e.name}（{e.code}）") for g, e in granted]
     by_id = {str(g.pk): g for g, _e in granted}
@@ -176,7 +161,7 @@ def subscription_create(request):
                     webhook_url=form.cleaned_data["webhook_url"],
                 )
             except PermissionDenied as error:
-                return _denied(request, str(error))
+                return denied(request, str(error), section=SECTION)
             except ValidationError as error:
                 add_service_errors(form, error)
             else:
@@ -196,36 +181,26 @@ def subscription_create(request):
 
 
 @require_POST
-@login_required
+@staff_required(SECTION, STAFF_ONLY)
 def subscription_cancel(request, pk: int):
-    if not _is_staff(request.user):
-        return _denied(request, _("订阅管理仅供机关工作人员使用。"))
     subscription = _get(request, pk)
-    try:
-        subscriptions.subscription_cancel(actor=request.user, subscription=subscription)
-    except PermissionDenied as error:
-        return _denied(request, str(error))
-    except ValidationError as error:
-        for message in error.messages:
-            messages.error(request, message)
-    else:
-        messages.success(request, _("订阅已取消，不再推送。"))
-    return redirect("exchange:subscriptions")
+    return act(
+        request,
+        lambda: subscriptions.subscription_cancel(actor=request.user, subscription=subscription),
+        success=_("订阅已取消，不再推送。"),
+        section=SECTION,
+        then="exchange:subscriptions",
+    )
 
 
 @require_POST
-@login_required
+@staff_required(SECTION, STAFF_ONLY)
 def subscription_retry(request, pk: int):
-    if not _is_staff(request.user):
-        return _denied(request, _("订阅管理仅供机关工作人员使用。"))
     subscription = _get(request, pk)
-    try:
-        subscriptions.subscription_retry(actor=request.user, subscription=subscription)
-    except PermissionDenied as error:
-        return _denied(request, str(error))
-    except ValidationError as error:
-        for message in error.messages:
-            messages.error(request, message)
-    else:
-        messages.success(request, _("将在半分钟内重新推送。"))
-    return redirect("exchange:subscriptions")
+    return act(
+        request,
+        lambda: subscriptions.subscription_retry(actor=request.user, subscription=subscription),
+        success=_("将在半分钟内重新推送。"),
+        section=SECTION,
+        then="exchange:subscriptions",
+    )
