@@ -35,6 +35,8 @@ from django.utils.translation import gettext as _
 
 from yiwang.core.audit import audit_record
 
+from .models import SharingType
+
 logger = logging.getLogger(__name__)
 GENERATION_KEY = "exchange:gateway:generation"
 READ_SCOPES = ("exchange:read", "exchange:*", "*")
@@ -84,6 +86,7 @@ class EntryInfo:
     name: str
     provider_id: int
     registry: str
+    sharing_type: str
     items: dict  # code → ItemInfo, in catalogue order
 
 
@@ -219,6 +222,7 @@ def _entry_info(code: str) -> EntryInfo | None:
             name=entry.name,
             provider_id=entry.provider_id,
             registry=entry.registry,
+            sharing_type=entry.sharing_type,
             items={
                 i.code: ItemInfo(i.code, i.name, i.sharing_type, i.personal, i.mask)
                 for i in entry.items.order_by("position", "id")
@@ -333,6 +337,8 @@ def authorise(call: Call, *, purpose: str | None, wanted: str | None) -> GrantIn
         raise Refusal(404, "not_found", _("资源 %(code)s 不存在、未发布或已撤销。") % {"code": call.code})
     call.entry = entry
     grant = _grant_info(key.system_id, entry.code)
+    if entry.sharing_type == SharingType.NONE:  # a later version closed the whole resource
+        grant = None
     if grant is None or (grant.expires_on is not None and grant.expires_on < timezone.localdate()):
         raise Refusal(
             403, "not_granted", _("本系统未获得资源“%(name)s”的共享授权，请先提出共享申请。") % {"name": entry.name}
@@ -344,7 +350,7 @@ def authorise(call: Call, *, purpose: str | None, wanted: str | None) -> GrantIn
             raise Refusal(
                 400, "unknown_item", _("资源中没有这些信息项：%(items)s") % {"items": "、".join(unknown[:10])[:200]}
             )
-        outside = [c for c in codes if c not in grant.items]
+        outside = [c for c in codes if c not in grant.items or entry.items[c].sharing_type == SharingType.NONE]
         if outside:
             raise Refusal(
                 403,
@@ -354,7 +360,10 @@ def authorise(call: Call, *, purpose: str | None, wanted: str | None) -> GrantIn
             )
         call.items = list(dict.fromkeys(codes))
     else:
-        call.items = [c for c in entry.items if c in grant.items]
+        # an item a later version closed (不予共享) is no longer served, whatever the grant says
+        call.items = [
+            c for c, item in entry.items.items() if c in grant.items and item.sharing_type != SharingType.NONE
+        ]
     if not call.items:
         raise Refusal(403, "not_granted", _("授权中没有该资源现有的信息项。"))
     _rate_check(call, grant.per_minute)

@@ -255,6 +255,28 @@ class TestDenyByDefault:
         body = call(client, edu_key[1], resident_entry.code).json()
         assert body["version"] == 2 and "street" not in body["record"] and body["record"]["gender"] == "M"
 
+    def test_items_or_resources_closed_by_a_later_version_are_no_longer_served(
+        self, client, edu_grant, edu_key, resident_entry, psb_staff, egov, zhang, django_capture_on_commit_callbacks
+    ):
+        from yiwang.exchange.tests.conftest import RESIDENT_DATA, RESIDENT_ITEMS, publish_entry
+
+        draft = exchange.entry_revise(actor=psb_staff, entry=resident_entry)
+        items = [dict(i, sharing_type="none") if i["code"] == "street" else i for i in RESIDENT_ITEMS]
+        exchange.entry_save(actor=psb_staff, entry=draft, data=dict(RESIDENT_DATA), items=items)
+        v2 = publish_entry(draft, egov)
+        body = call(client, edu_key[1], resident_entry.code).json()
+        assert "street" not in body["record"] and body["record"]["gender"] == "M"
+        response = call(client, edu_key[1], resident_entry.code, items="street")
+        assert response.status_code == 403 and error_code(response) == "item_not_granted"
+        # v3 closes the whole resource (不予共享): the grant no longer opens it
+        draft = exchange.entry_revise(actor=psb_staff, entry=v2)
+        closed = [dict(i, sharing_type="none") for i in RESIDENT_ITEMS]
+        exchange.entry_save(actor=psb_staff, entry=draft, data=dict(RESIDENT_DATA, sharing_type="none"), items=closed)
+        with django_capture_on_commit_callbacks(execute=True):  # publishing moves the gateway's generation
+            publish_entry(draft, egov)
+        response = call(client, edu_key[1], resident_entry.code)
+        assert response.status_code == 403 and error_code(response) == "not_granted"
+
 
 class TestList:
     @pytest.fixture
