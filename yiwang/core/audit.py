@@ -22,6 +22,7 @@ from django.db import connection, models, transaction
 from django.utils import timezone
 from django.utils.ipv6 import clean_ipv6_address
 
+from .db import fetchone_prepared
 from .models import AuditChainHead, AuditEntry
 
 GENESIS = "0" * 64
@@ -157,14 +158,13 @@ _COLUMNS = ("created_at", "actor_id", "actor_name", "unit_id", "action", "object
 
 
 def _insert(entry: AuditEntry) -> None:
-    """One plain INSERT; ``seq`` stays NULL until the chain job links the entry.
-
-    Not the ORM's ``save``: the exchange gateway writes one entry per call, and on PostgreSQL
-    a prepared statement with server-side parameters costs a fraction of the ORM's Python
-    and of the server's parsing (bench/exchange_lookup.py)."""
-    table = AuditEntry._meta.db_table
+    """One plain INSERT, prepared once per connection (not the ORM's ``save``: the exchange
+    gateway writes one entry per call); ``seq`` stays NULL until the chain job links it."""
+    created_at = entry.created_at
+    if connection.vendor != "postgresql":
+        created_at = AuditEntry._meta.get_field("created_at").get_db_prep_value(created_at, connection)
     values = [
-        entry.created_at,
+        created_at,
         entry.actor_id,
         entry.actor_name,
         entry.unit_id,
@@ -178,19 +178,10 @@ def _insert(entry: AuditEntry) -> None:
         "",
     ]
     placeholders = ", ".join(["%s"] * len(values))
-    sql = f"INSERT INTO {table} ({', '.join(_COLUMNS)}) VALUES ({placeholders}) RETURNING id"
-    if connection.vendor == "postgresql":
-        import psycopg
-
-        connection.ensure_connection()
-        with psycopg.Cursor(connection.connection) as cursor:  # server-side binding, prepared once
-            cursor.execute(sql, values, prepare=True)
-            entry.id = cursor.fetchone()[0]
-    else:
-        values[0] = AuditEntry._meta.get_field("created_at").get_db_prep_value(entry.created_at, connection)
-        with connection.cursor() as cursor:
-            cursor.execute(sql, values)
-            entry.id = cursor.fetchone()[0]
+    table = AuditEntry._meta.db_table
+    entry.id = fetchone_prepared(
+        f"INSERT INTO {table} ({', '.join(_COLUMNS)}) VALUES ({placeholders}) RETURNING id", values
+    )[0]
     entry._state.adding = False
     entry._state.db = connection.alias
 

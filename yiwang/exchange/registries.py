@@ -19,6 +19,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from yiwang.core.audit import audit_record, diff
+from yiwang.core.db import fetchone_prepared
 from yiwang.core.validators import is_valid_credit_code, is_valid_resident_id
 
 from .models import CatalogEntry, Change, EconomicIndicator, LegalEntity, Place, Resident
@@ -117,9 +118,7 @@ def record_fetch(spec: RegistrySpec, key: str, columns: Iterable[str]) -> dict |
     table = connection.ops.quote_name(spec.model._meta.db_table)
     select = ", ".join(connection.ops.quote_name(spec.model._meta.get_field(c).column) for c in columns)
     where = " AND ".join(f"{connection.ops.quote_name(name)} = %s" for name in lookup)
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {select} FROM {table} WHERE {where} LIMIT 1", list(lookup.values()))
-        row = cursor.fetchone()
+    row = fetchone_prepared(f"SELECT {select} FROM {table} WHERE {where} LIMIT 1", list(lookup.values()))
     if row is None:
         return None
     fields = [spec.model._meta.get_field(c) for c in columns]
