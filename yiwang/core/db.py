@@ -14,15 +14,15 @@ from collections.abc import Sequence
 from django.db import connection
 
 
-def fetchone_prepared(sql: str, params: Sequence) -> tuple | None:
-    """Run ``sql`` (``%s`` placeholders) and return its first row; joins the current transaction."""
+def fetchall_prepared(sql: str, params: Sequence) -> list[tuple]:
+    """Run ``sql`` (``%s`` placeholders) and return its rows; joins the current transaction."""
     if connection.vendor == "postgresql":
         import psycopg
 
         connection.ensure_connection()
         with psycopg.Cursor(connection.connection) as cursor:  # server-side binding
             cursor.execute(sql, params, prepare=True)
-            return cursor.fetchone()
+            return cursor.fetchall()
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return cursor.fetchone()
+        return cursor.fetchall()

@@ -472,6 +472,7 @@ def _audit_insert(*, actor_id, actor_name, unit_id, action, code, name, changes)
         object_id=code,
         object_repr=name,
         changes=changes,
+        group=True,  # concurrent calls of a threaded worker share one INSERT and commit
     )
 
 

@@ -19,7 +19,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from yiwang.core.audit import audit_record, diff
-from yiwang.core.db import fetchone_prepared
+from yiwang.core.db import fetchall_prepared
 from yiwang.core.validators import is_valid_credit_code, is_valid_resident_id
 
 from .models import CatalogEntry, Change, EconomicIndicator, LegalEntity, Place, Resident
@@ -118,9 +118,10 @@ def record_fetch(spec: RegistrySpec, key: str, columns: Iterable[str]) -> dict |
     table = connection.ops.quote_name(spec.model._meta.db_table)
     select = ", ".join(connection.ops.quote_name(spec.model._meta.get_field(c).column) for c in columns)
     where = " AND ".join(f"{connection.ops.quote_name(name)} = %s" for name in lookup)
-    row = fetchone_prepared(f"SELECT {select} FROM {table} WHERE {where} LIMIT 1", list(lookup.values()))
-    if row is None:
+    rows = fetchall_prepared(f"SELECT {select} FROM {table} WHERE {where} LIMIT 1", list(lookup.values()))
+    if not rows:
         return None
+    row = rows[0]
     fields = [spec.model._meta.get_field(c) for c in columns]
     return {
         c: _jsonable(f.to_python(v) if isinstance(f, models.DecimalField | models.DateField) and v is not None else v)

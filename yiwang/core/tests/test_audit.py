@@ -13,6 +13,7 @@ import io
 import threading
 import uuid
 
+import psycopg
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -414,6 +415,53 @@ class TestConcurrentAppend:
         }
         assert sorted(AuditEntry.objects.values_list("seq", flat=True)) == list(range(1, total + 1))
         assert AuditChainHead.objects.get(pk=1).seq == total
+        assert audit_verify() is None
+
+    def test_group_commit_shares_inserts_and_loses_nothing(self, monkeypatch):
+        """``group=True`` from many threads at once: batches form, every entry is stored once with the
+        id it was given, each caller returns only after its own entry is committed, the chain verifies."""
+        assert not connection.in_atomic_block
+        batches: list[int] = []
+        insert_many = audit._insert_many
+
+        def counting(entries):
+            batches.append(len(entries))
+            insert_many(entries)
+            # the caller's entry is committed before it returns: visible from another connection
+            with psycopg.connect(**connection.get_connection_params()) as other:
+                found = other.execute("SELECT count(*) FROM core_auditentry WHERE id = ANY(%s)",
+                                      [[e.id for e in entries]]).fetchone()[0]  # fmt: skip
+                assert found == len(entries)
+
+        monkeypatch.setattr(audit, "_insert_many", counting)
+        writers, per_writer = 8, 30
+        errors: list[BaseException] = []
+        returned: list[tuple[str, int]] = []
+        start = threading.Barrier(writers)
+
+        def write(n: int) -> None:
+            try:
+                start.wait()
+                for i in range(per_writer):
+                    entry = audit_record(actor=None, action="test.group", object_type="g", object_id=f"{n}-{i}",
+                                         changes={"n": n, "i": i}, group=True)  # fmt: skip
+                    returned.append((entry.object_id, entry.id))
+            except BaseException as exc:  # noqa: BLE001 - reported to the main thread
+                errors.append(exc)
+            finally:
+                connections.close_all()
+
+        threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert not errors, errors
+        total = writers * per_writer
+        assert sum(batches) == total and max(batches) > 1  # some calls really shared a commit
+        stored = dict(AuditEntry.objects.filter(action="test.group").values_list("object_id", "id"))
+        assert len(stored) == total and sorted(returned) == sorted(stored.items())
+        audit_chain()
         assert audit_verify() is None
 
 
