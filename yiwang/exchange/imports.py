@@ -338,11 +338,11 @@ def _column_for(spec: RegistrySpec, field: models.Field) -> Column:
     elif field.choices:
         clean, hint = _choice(field.choices), "、".join(str(label) for _v, label in field.choices)
     elif isinstance(field, models.DateField):
-        clean, hint = _date(), "YYYY-MM-DD 或 YYYY/MM/DD"
+        clean, hint = _date(), _("YYYY-MM-DD 或 YYYY/MM/DD")
     elif isinstance(field, models.DecimalField):
-        clean, hint = _decimal(field.max_digits, field.decimal_places), "数字"
+        clean, hint = _decimal(field.max_digits, field.decimal_places), _("数字")
     elif isinstance(field, models.PositiveSmallIntegerField):
-        clean, hint = _integer(0, 32767), "整数"
+        clean, hint = _integer(0, 32767), _("整数")
     else:
         clean, hint = _text(field.max_length or 200), (_("最长 %(n)s 字") % {"n": field.max_length})
     if derived:

@@ -49,6 +49,8 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import URLValidator
 from django.db import transaction
 from django.http import Http404
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, throttling, viewsets
 from rest_framework.decorators import action
@@ -100,7 +102,7 @@ def _caller(request) -> Caller:
     else:
         unit = request.user.acting_unit
     if unit is None:
-        raise PermissionDenied("您当前没有所在单位，不能使用短信平台。")
+        raise PermissionDenied(_("您当前没有所在单位，不能使用短信平台。"))
     return Caller(unit=unit, key=key)
 
 
@@ -122,8 +124,10 @@ def _team_mobiles(unit_id: int, mobiles: set[str]) -> set[str]:
 
 
 def _team_refusal(outsiders: list[str]) -> str:
-    shown = "、".join(outsiders[:10]) + ("等" if len(outsiders) > 10 else "")
-    return f"团队密钥只能向本单位人员的手机号发送，以下号码不是本单位人员：{shown}。"
+    shown = "、".join(outsiders[:10])
+    if len(outsiders) > 10:
+        return _("团队密钥只能向本单位人员的手机号发送，以下号码不是本单位人员：%(mobiles)s等。") % {"mobiles": shown}
+    return _("团队密钥只能向本单位人员的手机号发送，以下号码不是本单位人员：%(mobiles)s。") % {"mobiles": shown}
 
 
 class PerKeyRateThrottle(throttling.BaseThrottle):
@@ -192,18 +196,18 @@ class ValuesField(serializers.Field):
     """Placeholder values: an object of name → text (numbers are taken as text)."""
 
     default_error_messages = {
-        "not_object": "请提交对象：占位符名称 → 值。",
-        "too_many": f"占位符的值最多 {MAX_VALUES} 个。",
-        "bad_value": "占位符“{name}”的值必须是文字或数字。",
-        "too_long": f"占位符的名称不能超过 64 字，值不能超过 {MAX_VALUE_LENGTH} 字。",
-        "nul": "占位符的名称和值不能包含空字符（\\u0000）。",
+        "not_object": gettext_lazy("请提交对象：占位符名称 → 值。"),
+        "too_many": gettext_lazy("占位符的值最多 {max_values} 个。"),
+        "bad_value": gettext_lazy("占位符“{name}”的值必须是文字或数字。"),
+        "too_long": gettext_lazy("占位符的名称不能超过 64 字，值不能超过 {max_length} 字。"),
+        "nul": gettext_lazy("占位符的名称和值不能包含空字符（\\u0000）。"),
     }
 
     def to_internal_value(self, data):
         if not isinstance(data, dict):
             self.fail("not_object")
         if len(data) > MAX_VALUES:
-            self.fail("too_many")
+            self.fail("too_many", max_values=MAX_VALUES)
         values = {}
         for name, value in data.items():
             if isinstance(value, bool) or not isinstance(value, str | int | float):
@@ -212,7 +216,7 @@ class ValuesField(serializers.Field):
                 self.fail("bad_value", name=str(name)[:20])
             text = value if isinstance(value, str) else str(value)
             if len(name) > 64 or len(text) > MAX_VALUE_LENGTH:
-                self.fail("too_long")
+                self.fail("too_long", max_length=MAX_VALUE_LENGTH)
             if unstorable(name) or unstorable(text):
                 self.fail("nul")
             values[name] = text
@@ -228,7 +232,9 @@ def _callback_field():
         allow_blank=True,
         default="",
         max_length=200,
-        validators=[URLValidator(schemes=["http", "https"], message="回调地址须为 http:// 或 https:// 网址。")],
+        validators=[
+            URLValidator(schemes=["http", "https"], message=gettext_lazy("回调地址须为 http:// 或 https:// 网址。"))
+        ],
         help_text="送达回执回调地址（http/https，≤200 字）：状态变为已送达或失败时 POST 过去",
     )
 
@@ -262,9 +268,9 @@ class NotifyMessageInputSerializer(serializers.Serializer):
 
     def validate(self, data):
         if data["template"] and data["body"]:
-            raise serializers.ValidationError({"body": ["模板 template 与内容 body 只能二选一。"]})
+            raise serializers.ValidationError({"body": [_("模板 template 与内容 body 只能二选一。")]})
         if not data["template"] and not data["body"].strip():
-            raise serializers.ValidationError({"template": ["请填写模板代码 template 或短信内容 body。"]})
+            raise serializers.ValidationError({"template": [_("请填写模板代码 template 或短信内容 body。")]})
         return data
 
 
@@ -476,13 +482,13 @@ def _template(caller: Caller, code: str, *, known: dict | None = None) -> Templa
     if code not in known:
         known[code] = Template.objects.filter(unit=caller.unit, code=code, active=True).first()
     if known[code] is None:
-        raise serializers.ValidationError({"template": [f"本单位没有代码为“{code}”的模板。"]})
+        raise serializers.ValidationError({"template": [_("本单位没有代码为“%(code)s”的模板。") % {"code": code}]})
     return known[code]
 
 
 def _check_urgent(data: dict, template: Template | None) -> None:
     if data["urgent"] and (template is None or not template.urgent):
-        raise serializers.ValidationError({"urgent": ["只有验证码、告警类模板可以走紧急通道。"]})
+        raise serializers.ValidationError({"urgent": [_("只有验证码、告警类模板可以走紧急通道。")]})
 
 
 def _send(request, caller: Caller, data: dict, template: Template | None) -> Message:
@@ -575,7 +581,9 @@ class MessageViewSet(NotifyViewMixin, viewsets.GenericViewSet):
     def batch(self, request):
         rows = request.data.get("messages") if isinstance(request.data, dict) else None
         if not isinstance(rows, list) or not 1 <= len(rows) <= MAX_BATCH:
-            raise serializers.ValidationError({"messages": [f"请提交 messages 列表（1–{MAX_BATCH} 条）。"]})
+            raise serializers.ValidationError(
+                {"messages": [_("请提交 messages 列表（1–%(max)s 条）。") % {"max": MAX_BATCH}]}
+            )
         caller = _caller(request)
         errors: dict[str, dict] = {}
         cleaned: list[tuple[int, dict, Template | None]] = []
@@ -602,7 +610,7 @@ class MessageViewSet(NotifyViewMixin, viewsets.GenericViewSet):
                     _team_refusal(list(dict.fromkeys(outsiders.values()))),
                     code="permission_denied",
                     status=403,
-                    details={"messages": {str(i): {"mobile": ["不是本单位人员的手机号。"]} for i in outsiders}},
+                    details={"messages": {str(i): {"mobile": [_("不是本单位人员的手机号。")]} for i in outsiders}},
                 )
         # Every well-formed row goes through the engine (each in a savepoint), so the answer lists
         # every row's problem at once; any problem rolls the whole batch back.
@@ -616,7 +624,10 @@ class MessageViewSet(NotifyViewMixin, viewsets.GenericViewSet):
                         fields = _engine_errors(error)
                         if fields is None:  # quota, sending disabled: the whole batch is refused
                             raise ApiError(
-                                f"第 {index} 条：{''.join(error.messages)}整批未发送。", code="conflict", status=409
+                                _("第 %(index)s 条：%(error)s整批未发送。")
+                                % {"index": index, "error": "".join(error.messages)},
+                                code="conflict",
+                                status=409,
                             ) from None
                         errors[str(index)] = fields
                 if errors:
@@ -629,7 +640,8 @@ class MessageViewSet(NotifyViewMixin, viewsets.GenericViewSet):
 def _batch_invalid(errors: dict, total: int) -> Response:
     first = ", ".join(list(errors)[:10]) + ("…" if len(errors) > 10 else "")
     return error_response(
-        f"{total} 条中有 {len(errors)} 条有误（序号 {first}），整批未发送。",
+        _("%(total)s 条中有 %(count)s 条有误（序号 %(first)s），整批未发送。")
+        % {"total": total, "count": len(errors), "first": first},
         code="invalid",
         status=400,
         details={"messages": errors},

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 from django.http import Http404
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
@@ -86,7 +87,7 @@ class ExchangeAccessRequestInputSerializer(serializers.Serializer):
 
     def validate(self, data):
         if unstorable(dict(data)):
-            raise serializers.ValidationError("内容不能包含空字符（\\u0000）。")
+            raise serializers.ValidationError(_("内容不能包含空字符（\\u0000）。"))
         return data
 
 
@@ -232,13 +233,13 @@ class AccessRequestViewSet(AccessViewMixin, viewsets.GenericViewSet):
             system = key.system
         else:
             if data["system"] is None:
-                raise serializers.ValidationError({"system": ["请指定申请的业务系统。"]})
+                raise serializers.ValidationError({"system": [_("请指定申请的业务系统。")]})
             system = ConsumerSystem.objects.select_related("unit").filter(pk=data["system"]).first()
             if system is None:
-                raise serializers.ValidationError({"system": ["业务系统不存在。"]})
+                raise serializers.ValidationError({"system": [_("业务系统不存在。")]})
         entry = services.entry_published(data["resource"])
         if entry is None:
-            raise serializers.ValidationError({"resource": ["资源不存在、未发布或已撤销。"]})
+            raise serializers.ValidationError({"resource": [_("资源不存在、未发布或已撤销。")]})
         with service_errors():
             created = services.request_create(
                 actor=request.user,

@@ -16,6 +16,7 @@ in a state that allows the action.
 from __future__ import annotations
 
 from django.http import Http404
+from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, viewsets
@@ -111,7 +112,7 @@ class ExchangeEntryInputSerializer(serializers.Serializer):
 
     def validate(self, data):
         if unstorable(dict(data)):
-            raise serializers.ValidationError("内容不能包含空字符（\\u0000）。")
+            raise serializers.ValidationError(_("内容不能包含空字符（\\u0000）。"))
         return data
 
 
@@ -213,11 +214,11 @@ class EntryViewSet(viewsets.GenericViewSet):
         if provider_id is None:
             unit = request.user.acting_unit
             if unit is None:
-                raise serializers.ValidationError({"provider": ["请指定提供方单位。"]})
+                raise serializers.ValidationError({"provider": [_("请指定提供方单位。")]})
             return unit
         unit = Unit.objects.filter(pk=provider_id).first()
         if unit is None:
-            raise serializers.ValidationError({"provider": ["提供方单位不存在。"]})
+            raise serializers.ValidationError({"provider": [_("提供方单位不存在。")]})
         return unit
 
     @extend_schema(

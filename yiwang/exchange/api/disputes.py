@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from django.http import Http404
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
@@ -45,7 +46,7 @@ class ExchangeDisputeInputSerializer(serializers.Serializer):
 
     def validate(self, data):
         if any(unstorable(value) for value in data.values()):
-            raise serializers.ValidationError("内容不能包含空字符（\\u0000）。")
+            raise serializers.ValidationError(_("内容不能包含空字符（\\u0000）。"))
         return data
 
 
@@ -62,7 +63,7 @@ class ExchangeDisputeAnswerSerializer(serializers.Serializer):
 
     def validate(self, data):
         if any(unstorable(value) for value in data.values() if isinstance(value, str)):
-            raise serializers.ValidationError("内容不能包含空字符（\\u0000）。")
+            raise serializers.ValidationError(_("内容不能包含空字符（\\u0000）。"))
         return data
 
 
@@ -125,7 +126,7 @@ class DisputeViewSet(viewsets.GenericViewSet):
         return disputes.disputes_visible(user=self.request.user)
 
     def _get(self, pk) -> Dispute:
-        dispute = self._visible().filter(pk=parse_id(pk, "疑义编号")).first()
+        dispute = self._visible().filter(pk=parse_id(pk, _("疑义编号"))).first()
         if dispute is None:
             raise Http404
         return dispute
@@ -141,7 +142,7 @@ class DisputeViewSet(viewsets.GenericViewSet):
         params = request.query_params
         status = params.get("status", "")
         if status and status not in Dispute.Status.values:
-            raise serializers.ValidationError({"status": ["状态须为 open、corrected 或 answered。"]})
+            raise serializers.ValidationError({"status": [_("状态须为 open、corrected 或 answered。")]})
         if status:
             qs = qs.filter(status=status)
         if params.get("resource"):
@@ -177,7 +178,7 @@ class DisputeViewSet(viewsets.GenericViewSet):
         data = serializer.validated_data
         entry = services.entry_published(data["resource"])
         if entry is None:
-            raise serializers.ValidationError({"resource": ["资源不存在或未发布。"]})
+            raise serializers.ValidationError({"resource": [_("资源不存在或未发布。")]})
         dispute = disputes.dispute_raise(
             actor=request.user,
             entry=entry,
@@ -210,7 +211,7 @@ class DisputeViewSet(viewsets.GenericViewSet):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         if dispute.status != Dispute.Status.OPEN and disputes.can_answer(request.user, dispute):
-            raise ApiError("该疑义已答复，不能再次答复。", code="conflict", status=409)
+            raise ApiError(_("该疑义已答复，不能再次答复。"), code="conflict", status=409)
         with service_errors():
             dispute = disputes.dispute_answer(
                 actor=request.user,

@@ -141,7 +141,7 @@ class ImportRunViewSet(viewsets.GenericViewSet):
         responses={200: ExchangeImportRunDetailSerializer, 400: ERRORS[400], 404: ERRORS[404]},
     )
     def retrieve(self, request, pk=None):
-        run = _visible(request).filter(pk=parse_id(pk, "导入记录 ID")).first()
+        run = _visible(request).filter(pk=parse_id(pk, _("导入记录 ID"))).first()
         if run is None:
             raise Http404
         return Response(ExchangeImportRunDetailSerializer(run).data)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.http import Http404
+from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, viewsets
@@ -117,7 +118,7 @@ ID_PARAM = OpenApiParameter("id", int, OpenApiParameter.PATH, description="订�
 def _system(request) -> ConsumerSystem:
     key = api_key(request)
     if key is None:
-        raise PermissionDenied("请使用业务系统的 API 密钥。")
+        raise PermissionDenied(_("请使用业务系统的 API 密钥。"))
     return key.system
 
 
@@ -141,7 +142,7 @@ class SubscriptionViewSet(_KeyOnly, viewsets.GenericViewSet):
         return Subscription.objects.select_related("system").filter(system=_system(self.request))
 
     def _get(self, pk) -> Subscription:
-        subscription = self._mine().filter(pk=parse_id(pk, "订阅编号")).first()
+        subscription = self._mine().filter(pk=parse_id(pk, _("订阅编号"))).first()
         if subscription is None:
             raise Http404
         return subscription
@@ -170,7 +171,7 @@ class SubscriptionViewSet(_KeyOnly, viewsets.GenericViewSet):
         system = _system(request)
         existing = Subscription.objects.filter(system=system, resource_code=data["resource_code"], active=True)
         if existing.exists():
-            raise ApiError("本系统已订阅该资源，请用 PATCH 修改推送地址。", code="conflict", status=409)
+            raise ApiError(_("本系统已订阅该资源，请用 PATCH 修改推送地址。"), code="conflict", status=409)
         with service_errors():
             subscription, secret = subscriptions.subscription_save(
                 actor=request.user, system=system, resource_code=data["resource_code"], webhook_url=data["webhook_url"]
@@ -203,7 +204,7 @@ class SubscriptionViewSet(_KeyOnly, viewsets.GenericViewSet):
         serializer = ExchangeSubscriptionUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         if not subscription.active:
-            raise ApiError("订阅已取消，请重新创建订阅。", code="conflict", status=409)
+            raise ApiError(_("订阅已取消，请重新创建订阅。"), code="conflict", status=409)
         with service_errors():
             subscription, _secret = subscriptions.subscription_save(
                 actor=request.user,
