@@ -286,7 +286,7 @@ def main(argv=None) -> int:
     for key, value in summary.items():
         print(f"{key}: {value}")
     write_results(
-        "exchange-lookup",
+        "exchange-lookup" + ("-gthread" if args.threads > 1 else ""),
         {
             "machine": machine_info(),
             "postgres": server_version(args.database_url),

@@ -7,7 +7,7 @@ import io
 import json
 
 import pytest
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from openpyxl import load_workbook
 
 from yiwang.exchange import services
@@ -170,14 +170,15 @@ class TestDetail:
         body = html(as_user(client, alice).get(resident_entry.get_absolute_url()))
         assert reverse("exchange:request_create", args=[resident_entry.pk]) in body
         assert reverse("exchange:entry_revise", args=[resident_entry.pk]) not in body
-        try:
-            dispute = reverse("exchange:dispute_create")
-        except NoReverseMatch:
-            dispute = None
-        if dispute:
-            assert f"{dispute}?entry={resident_entry.pk}" in body
+        dispute = f"{reverse('exchange:dispute_create')}?entry={resident_entry.pk}"
+        assert dispute not in body  # no grant yet: nothing to dispute
         body = html(as_user(client, bob).get(resident_entry.get_absolute_url()))
         assert reverse("exchange:request_create", args=[resident_entry.pk]) not in body
+
+    def test_dispute_button_only_for_units_holding_a_grant(self, client, resident_entry, edu_grant, psb_staff, alice):
+        dispute = f"{reverse('exchange:dispute_create')}?entry={resident_entry.pk}"
+        assert dispute in html(as_user(client, alice).get(resident_entry.get_absolute_url()))
+        assert dispute not in html(as_user(client, psb_staff).get(resident_entry.get_absolute_url()))  # the provider
 
     def test_egov_office_gets_the_review_link(self, client, psb, psb_staff, egov):
         draft = services.entry_submit(actor=psb_staff, entry=psb_draft(psb, psb_staff))

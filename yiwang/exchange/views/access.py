@@ -388,7 +388,11 @@ def grant_detail(request, pk: int):
         {
             "grant": grant,
             "entry": entry,
-            "rows": [{"code": c, "item": names.get(c), "plain": c in (grant.unmasked or [])} for c in grant.items],
+            # in catalogue order (the grant keeps its codes sorted)
+            "rows": [
+                {"code": c, "item": names.get(c), "plain": c in (grant.unmasked or [])}
+                for c in sorted(grant.items, key=lambda c: list(names).index(c) if c in names else len(names))
+            ],
             "can_manage": can_manage_grant(request.user, grant) and grant.revoked_at is None,
             "usage": selectors.grant_usage(grant=grant),
             "live": services.grant_live(system=grant.system, resource_code=grant.resource_code) == grant,

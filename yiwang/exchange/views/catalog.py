@@ -25,7 +25,7 @@ from django.views.decorators.http import require_GET, require_POST
 from yiwang.core.ui import add_service_errors, paginate
 from yiwang.workflow.models import Task
 
-from .. import selectors, services
+from .. import disputes, selectors, services
 from ..models import CatalogEntry, DataItem, SharingType
 from ..registries import REGISTRIES
 from .common import attachment, denied, page, staff_required
@@ -197,7 +197,8 @@ def entry_detail(request, pk: int):
             else None,
             "review_task": review_task,
             "can_request": entry.status == S.PUBLISHED and entry.sharing_type != SharingType.NONE and bool(systems),
-            "dispute_url": _dispute_url(entry) if entry.status == S.PUBLISHED else "",
+            # only those who may raise one (a unit holding a grant, the e-gov office) see the button
+            "dispute_url": _dispute_url(entry) if disputes.can_raise(request.user, entry) else "",
             "usage": usage,
             "usage_chart": _usage_chart(usage) if usage["calls"] else None,
             "grants": list(selectors.live_grants_of(code=entry.code)) if show_grants else None,
