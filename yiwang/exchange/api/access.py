@@ -32,7 +32,7 @@ from yiwang.org.models import ConsumerSystem
 from .. import selectors, services
 from ..models import RESOURCE_CODE_RE, AccessRequest, Grant
 from .catalog import CONFLICT, ERRORS, ExchangeReasonSerializer
-from .common import api_key, service_errors, valid
+from .common import StaffOrSystemMixin, api_key, service_errors, valid
 
 # --- serializers -----------------------------------------------------------------------------
 
@@ -180,7 +180,7 @@ class AccessViewMixin:
 # --- views ------------------------------------------------------------------------------------
 
 
-class AccessRequestViewSet(AccessViewMixin, viewsets.GenericViewSet):
+class AccessRequestViewSet(StaffOrSystemMixin, AccessViewMixin, viewsets.GenericViewSet):
     """Access requests of the caller's system (a key) or units (a session)."""
 
     serializer_class = ExchangeAccessRequestSerializer
@@ -292,7 +292,7 @@ class AccessRequestViewSet(AccessViewMixin, viewsets.GenericViewSet):
         return Response(ExchangeAccessRequestSerializer(_requests(request).get(pk=found.pk)).data)
 
 
-class GrantViewSet(AccessViewMixin, viewsets.GenericViewSet):
+class GrantViewSet(StaffOrSystemMixin, AccessViewMixin, viewsets.GenericViewSet):
     """Grants of the key's own system (a key) or of the caller's units (a session)."""
 
     serializer_class = ExchangeGrantSerializer

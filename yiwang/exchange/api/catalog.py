@@ -29,7 +29,7 @@ from yiwang.org.models import Unit
 from .. import selectors, services
 from ..models import CLASS_CODE_RE, ITEM_CODE_RE, RESOURCE_CODE_RE, CatalogEntry, DataItem, SharingType
 from ..views.catalog import jsonld_catalog
-from .common import error, service_errors, valid
+from .common import StaffOrSystemMixin, error, service_errors, valid
 
 # --- serializers ------------------------------------------------------------------------------
 
@@ -159,7 +159,7 @@ ID_PARAM = OpenApiParameter("id", int, OpenApiParameter.PATH, description="ç›®å½
 # --- views -----------------------------------------------------------------------------------------
 
 
-class EntryViewSet(viewsets.GenericViewSet):
+class EntryViewSet(StaffOrSystemMixin, viewsets.GenericViewSet):
     """Catalogue entries: read for everyone with access; kept by provider staff in a session."""
 
     api_scope = "exchange"

@@ -32,6 +32,14 @@ def ensure_staff_or_system(request) -> None:
         raise PermissionDenied(_("共享交换仅供机关工作人员和接入系统使用。"))
 
 
+class StaffOrSystemMixin:
+    """For every exchange management endpoint: the same rule as the pages (staff or a consumer system)."""
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        ensure_staff_or_system(request)
+
+
 # --- errors -----------------------------------------------------------------------------------
 
 

@@ -25,7 +25,7 @@ from yiwang.core.api import ApiError, IsAuthenticatedScoped, JSONParser, parse_i
 
 from .. import disputes, services
 from ..models import Dispute
-from .common import error, service_errors
+from .common import StaffOrSystemMixin, error, service_errors
 
 
 class ExchangeDisputeInputSerializer(serializers.Serializer):
@@ -113,7 +113,7 @@ LIST_PARAMS = [
 ]
 
 
-class DisputeViewSet(viewsets.GenericViewSet):
+class DisputeViewSet(StaffOrSystemMixin, viewsets.GenericViewSet):
     """Disputes about shared records (疑义校核)."""
 
     api_scope = "exchange"

@@ -30,7 +30,7 @@ from yiwang.core.api import IsAuthenticatedScoped, JSONParser, parse_id
 from .. import imports
 from ..models import ImportRun
 from ..registries import REGISTRIES
-from .common import api_key, error
+from .common import StaffOrSystemMixin, api_key, error
 
 ERRORS = {
     400: error("输入有误：未知的基础库，或文件为空、过大、不是 CSV / .xlsx（details 指明字段）"),
@@ -105,7 +105,7 @@ def _visible(request):
     return imports.runs_visible(request.user)
 
 
-class ImportRunViewSet(viewsets.GenericViewSet):
+class ImportRunViewSet(StaffOrSystemMixin, viewsets.GenericViewSet):
     """Files loaded into the base registries: upload (202), then follow the run."""
 
     api_scope = "exchange"

@@ -139,3 +139,19 @@ class TestWrite:
         key_client(client, edu_key[1])
         response = client.post(ENTRIES, payload(provider=psb.pk), content_type="application/json")
         assert response.status_code == 403
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/api/exchange/entries/", "/api/exchange/requests/", "/api/exchange/grants/", "/api/exchange/disputes/",
+     "/api/exchange/imports/"],
+)  # fmt: skip
+def test_public_accounts_get_nothing_from_the_management_api(client, units, roles, resident_entry, path):
+    """The same rule as the pages: government staff or a consumer system, not a citizen's account."""
+    from conftest import make_person
+
+    citizen = make_person("citizen_api", "市民", units["district"], roles["citizen"])
+    client.force_login(citizen)
+    response = client.get(path)
+    assert response.status_code == 403
+    assert response.json()["error"]["message"] == "共享交换仅供机关工作人员和接入系统使用。"
