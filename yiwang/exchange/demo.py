@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from urllib.parse import quote
 
 from django.conf import settings
 from django.db import transaction
@@ -564,6 +565,6 @@ def load(*, residents: int | None = None) -> dict[str, object]:
         result[f"{ENROLMENT_SYSTEM} API 密钥（只显示这一次）"] = keys[ENROLMENT_SYSTEM]
         result["试一试"] = (
             f'curl -H "Authorization: Api-Key {keys[ENROLMENT_SYSTEM]}" '
-            f'"http://localhost:8000/api/exchange/gateway/101001001/000001/records/{sample}/?purpose=入学资格核验"'
+            f'"http://localhost:8000/api/exchange/gateway/101001001/000001/records/{sample}/?purpose={quote("入学资格核验")}"'
         )
     return result
