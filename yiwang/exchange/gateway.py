@@ -171,6 +171,14 @@ def _count(name: str, n: int) -> int:
             return n
 
 
+def rate_exceeded(*, system_id: int, code: str, per_minute: int | None = None) -> bool:
+    """Count one call of a system on a resource (e.g. a change pull) against the same per-minute
+    limit as its record reads; True when it is over the limit."""
+    _sync()
+    limit = per_minute or settings.YIWANG_EXCHANGE_PER_MINUTE
+    return bool(limit) and _rate_used(system_id, code) > limit
+
+
 def _rate_used(system_id: int, code: str) -> int:
     """This minute's calls of the system on the resource, this one included: the shared total
     as of the last sync plus this process's calls since."""

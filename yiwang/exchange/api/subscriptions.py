@@ -15,6 +15,8 @@ state does not allow it (already subscribed, cancelled, not a registry-backed re
 
 from __future__ import annotations
 
+import time
+
 from django.conf import settings
 from django.http import Http404
 from django.utils.translation import gettext as _
@@ -22,7 +24,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import PermissionDenied, Throttled
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -30,7 +32,7 @@ from yiwang.core.api import ApiError, IsAuthenticatedScoped, JSONParser, parse_i
 from yiwang.org.api_auth import ApiKeyAuthentication
 from yiwang.org.models import ConsumerSystem
 
-from .. import subscriptions
+from .. import gateway, services, subscriptions
 from ..models import Subscription
 from .common import api_key, error, service_errors
 
@@ -275,12 +277,16 @@ class ChangesView(_KeyOnly, APIView):
             **ERRORS,
             404: error("资源不存在、未发布或已撤销"),
             409: error("资源未接入基础库，没有变更记录"),
+            429: error("超过本系统对该资源的每分钟调用上限（与记录查询共用）"),
         },
         auth=[{"ApiKey": []}],
     )
     def get(self, request, code: str):
         system = _system(request)
         params = request.query_params
+        grant = services.grant_live(system=system, resource_code=code)
+        if gateway.rate_exceeded(system_id=system.pk, code=code, per_minute=grant.per_minute if grant else None):
+            raise Throttled(wait=60 - time.time() % 60)  # pulls share the record reads' per-minute limit
         with service_errors():
             page = subscriptions.changes_pull_page(
                 system=system,

@@ -368,6 +368,18 @@ class TestApi:
         assert client.delete(f"{API}{sub_id}/").status_code == 409
         assert Client().get(API).status_code == 401
 
+    def test_pulls_share_the_grants_per_minute_limit(self, edu_grant, edu_key, psb_head, resident,
+                                                    django_capture_on_commit_callbacks):  # fmt: skip
+        from yiwang.exchange import services
+
+        with django_capture_on_commit_callbacks(execute=True):
+            services.grant_limit(actor=psb_head, grant=edu_grant, per_minute=2)
+        client = key_client(edu_key[1])
+        url = f"/api/exchange/gateway/{edu_grant.resource_code}/changes/"
+        statuses = [client.get(url, {"cursor": 0}).status_code for _ in range(3)]
+        assert statuses == [200, 200, 429]
+        assert error_of(client.get(url))["code"] == "throttled"
+
     def test_refusals(self, edu_grant, fin_key, edu_key, alice):
         body = {"resource_code": edu_grant.resource_code}
         read_only = key_client(fin_key[1]).post(API, body, content_type="application/json")
