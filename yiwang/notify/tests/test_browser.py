@@ -7,8 +7,6 @@ Screenshots go to test-artifacts/ (1366 px and 375 px wide).
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,71 +14,18 @@ from types import SimpleNamespace
 import pytest
 from django.conf import settings
 
-from conftest import PASSWORD
+from yiwang.core.tests.browser import BROWSER, SIZES, check_layout, log_in, open_page
 from yiwang.notify import dispatch, services, tasks
 from yiwang.notify.models import Job, Message, UsageDay
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = BROWSER
+
 ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts"
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(CHROMIUM is None, reason="需要 Debian 的 chromium（apt-get install chromium）"),
-]
-
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-]
-SIZES = [("desktop", 1366, 900), ("phone", 375, 812)]
-
-
-@pytest.fixture
-def browser():
-    # Playwright's sync API runs an event loop in this thread; the ORM calls made by the
-    # test itself are synchronous and safe.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        instance = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
-        yield instance
-        instance.close()
-    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
 @pytest.fixture(autouse=True)
 def _media(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
-
-
-def open_page(browser, width, height):
-    page = browser.new_page(viewport={"width": width, "height": height}, locale="zh-CN")
-    problems = []
-    page.on("console", lambda msg: msg.type == "error" and problems.append(msg.text))
-    page.on("pageerror", lambda exc: problems.append(str(exc)))
-    page.on("dialog", lambda dialog: dialog.accept())  # data-confirm asks before acting
-    return page, problems
-
-
-def log_in(page, live_server, username):
-    page.goto(f"{live_server.url}/org/login/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_load_state("networkidle")
-
-
-def check_layout(page, name, problems):
-    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-    assert overflow <= 0, f"{name}: page is {overflow}px wider than the screen"
-    assert not problems, problems
 
 
 def shoot(page, name):
