@@ -55,3 +55,29 @@ def test_wrong_password_message_and_people_list(browser, live_server, alice, bob
     assert page.locator("#yw-sidebar").get_by_text("组织机构").is_visible()
     page.screenshot(path=ARTIFACTS / "menu-phone.png")
     assert not problems, problems
+
+
+@pytest.mark.django_db(transaction=True)
+def test_module_tabs_scroll_on_a_phone_and_say_so(browser, live_server, alice):
+    """At 375 px the module tabs scroll sideways: the current tab is scrolled into view and the
+    edges that hide more tabs are marked (a fade and an arrow), so no tab is silently cut off."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page, problems = open_page(browser, 375, 812)
+    log_in(page, live_server, "alice")
+    page.goto(f"{live_server.url}/notify/messages/")
+    nav = page.locator("nav.yw-subnav")
+    strip = nav.locator(".nav")
+    assert strip.evaluate("el => el.scrollWidth > el.clientWidth"), "the strip should not fit at 375 px"
+    active = nav.locator(".nav-link.active")
+    box = active.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 375, box
+    classes = nav.get_attribute("class")
+    assert "yw-more-left" in classes, classes
+    page.screenshot(path=ARTIFACTS / "subnav-phone.png")
+    page.goto(f"{live_server.url}/notify/")
+    classes = page.locator("nav.yw-subnav").get_attribute("class")
+    assert "yw-more-right" in classes and "yw-more-left" not in classes, classes
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, overflow
+    assert not problems, problems
+    page.close()

@@ -23,7 +23,15 @@ class TestWorkbench:
 
     def test_english_available(self, alice_client):
         alice_client.post("/i18n/setlang/", {"language": "en", "next": "/"})
-        assert alice_client.get("/").status_code == 200
+        html = alice_client.get("/").content.decode()
+        assert '<html lang="en">' in html
+        assert "<h1" in html and "Workbench" in html and "工作台" not in html
+        # the script's own strings come translated from the template
+        assert 'data-i18n-close="Close"' in html
+
+    def test_script_strings_come_from_the_template(self, alice_client):
+        html = alice_client.get("/").content.decode()
+        assert 'data-i18n-close="关闭"' in html and "data-i18n-offline=" in html
 
     def test_csp_header_allows_no_inline_script(self, alice_client):
         csp = alice_client.get(reverse("core:workbench"))["Content-Security-Policy"]

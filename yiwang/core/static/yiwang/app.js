@@ -22,6 +22,12 @@
   var echartsSrc = thisScript ? thisScript.getAttribute("data-echarts-src") : null;
   var echartsLoading = null;
 
+  // Strings shown by the script, translated by the template that loads it (data-i18n-*).
+  function t(key, fallback) {
+    var value = thisScript ? thisScript.getAttribute("data-i18n-" + key) : null;
+    return value || fallback;
+  }
+
   // --- CSRF ---------------------------------------------------------------------------
 
   function readCookie(name) {
@@ -317,7 +323,7 @@
       function () {
         button.classList.add("yw-copied");
         if (label) {
-          label.textContent = button.getAttribute("data-copied-label") || "已复制";
+          label.textContent = button.getAttribute("data-copied-label") || t("copied", "已复制");
         }
         setTimeout(function () {
           button.classList.remove("yw-copied");
@@ -350,7 +356,7 @@
     close.type = "button";
     close.className = "btn-close";
     close.setAttribute("data-bs-dismiss", "alert");
-    close.setAttribute("aria-label", "关闭");
+    close.setAttribute("aria-label", t("close", "关闭"));
     alert.appendChild(close);
     box.appendChild(alert);
   }
@@ -359,21 +365,45 @@
     var xhr = event.detail && event.detail.xhr;
     var status = xhr ? xhr.status : 0;
     if (status === 403) {
-      showError("没有权限执行此操作（403）。");
+      showError(t("forbidden", "没有权限执行此操作（403）。"));
     } else if (status === 404) {
-      showError("请求的内容不存在（404）。");
+      showError(t("not-found", "请求的内容不存在（404）。"));
     } else {
-      showError("操作失败，请稍后重试（" + status + "）。");
+      showError(t("failed", "操作失败，请稍后重试（%(status)s）。").replace("%(status)s", String(status)));
     }
   });
   document.addEventListener("htmx:sendError", function () {
-    showError("无法连接服务器，请检查网络后重试。");
+    showError(t("offline", "无法连接服务器，请检查网络后重试。"));
   });
 
   // --- start --------------------------------------------------------------------------
 
+  // --- module tabs (.yw-subnav) -------------------------------------------------------
+
+  // On a narrow screen the tab strip scrolls sideways: keep the current tab in view and mark
+  // the edges that have more tabs behind them (the CSS draws a fade and an arrow there).
+  function initSubnav(nav) {
+    var strip = nav.querySelector(".nav");
+    if (!strip) {
+      return;
+    }
+    function mark() {
+      var more = strip.scrollWidth - strip.clientWidth;
+      nav.classList.toggle("yw-more-left", strip.scrollLeft > 2);
+      nav.classList.toggle("yw-more-right", more - strip.scrollLeft > 2);
+    }
+    var active = strip.querySelector(".active");
+    if (active && strip.scrollWidth > strip.clientWidth) {
+      strip.scrollLeft = Math.max(0, active.offsetLeft - (strip.clientWidth - active.offsetWidth) / 2);
+    }
+    strip.addEventListener("scroll", mark, { passive: true });
+    window.addEventListener("resize", mark);
+    mark();
+  }
+
   function start() {
     initCharts(document);
+    document.querySelectorAll(".yw-subnav").forEach(initSubnav);
   }
   if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", start);
