@@ -138,7 +138,7 @@ class Workers:
         self.database_url, self.log_dir = database_url, log_dir
         self.procs: list[subprocess.Popen] = []
 
-    def start(self, *queue_names: str, pool: str = "solo", concurrency: int = 1) -> subprocess.Popen:
+    def start(self, *queue_names: str, pool: str = "solo", concurrency: int = 1, extra=()) -> subprocess.Popen:
         index = len(self.procs)
         env = dict(
             os.environ,
@@ -151,7 +151,7 @@ class Workers:
         env.pop("YIWANG_TEST_SQLITE", None)
         args = ["-P", pool, "-c", str(concurrency), "-Q", ",".join(queue_names), "-l", "warning",
                 "--without-gossip", "--without-mingle", "--without-heartbeat",
-                "-n", f"notify-test-{os.getpid()}-{index}-{uuid.uuid4().hex[:6]}@%h"]  # fmt: skip
+                "-n", f"notify-test-{os.getpid()}-{index}-{uuid.uuid4().hex[:6]}@%h", *extra]  # fmt: skip
         log = (self.log_dir / f"worker-{index}.log").open("wb")
         proc = subprocess.Popen(
             [sys.executable, "-c", LAUNCHER, *args],
