@@ -153,7 +153,12 @@ LOGOUT_REDIRECT_URL = "org:login"
 
 AXES_FAILURE_LIMIT = envint("AXES_FAILURE_LIMIT", "5")
 AXES_COOLOFF_TIME = envint("AXES_COOLOFF_MINUTES", "30") / 60  # hours
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# Failures count per resolved account (any spelling of a mobile number is one account) and
+# per address; a success clears only that account's failures from that address (org/lockout.py).
+AXES_HANDLER = "yiwang.org.lockout.LockoutHandler"
+AXES_USERNAME_CALLABLE = "yiwang.org.lockout.lockout_username"
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+YIWANG_LOGIN_IP_FAILURE_LIMIT = envint("YIWANG_LOGIN_IP_FAILURE_LIMIT", "20")
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "yiwang.org.views.locked_out"
 AXES_USERNAME_FORM_FIELD = "username"

@@ -9,14 +9,22 @@ from yiwang.core.validators import is_valid_mobile, normalise_mobile
 from .models import User
 
 
+def user_for_login(login: str) -> User | None:
+    """The account a login text names: a username first, else a mobile number in any spelling."""
+    login = (login or "").strip()
+    if not login:
+        return None
+    user = User.objects.filter(username=login).first()
+    if user is None and is_valid_mobile(login):
+        user = User.objects.filter(mobile=normalise_mobile(login)).first()
+    return user
+
+
 class UsernameOrMobileBackend(ModelBackend):
     def authenticate(self, request, username=None, password=None, **kwargs):
         if not username or password is None:
             return None
-        login = username.strip()
-        user = User.objects.filter(username=login).first()
-        if user is None and is_valid_mobile(login):
-            user = User.objects.filter(mobile=normalise_mobile(login)).first()
+        user = user_for_login(username)
         if user is None or user.is_system:
             User().set_password(password)  # same work as a real check: no timing oracle
             return None

@@ -110,3 +110,66 @@ class TestPasswordChange:
         assert response.status_code == 200
         alice.refresh_from_db()
         assert alice.check_password(PASSWORD)
+
+
+class TestLockoutKey:
+    """Every spelling of an account counts toward one lock (issue 10 item 1)."""
+
+    SPELLINGS = ["1-3800138001", "138 0013 8001", "+8613800138001", "008613800138001", "13800138001"]
+
+    def test_each_spelling_counts_toward_one_lock(self, client, alice, settings):
+        settings.AXES_FAILURE_LIMIT = 5
+        for spelling in self.SPELLINGS:
+            assert login(client, spelling, "wrong-password").status_code in (200, 429)
+        # locked for every spelling and for the username itself, even with the right password
+        for spelling in [*self.SPELLINGS, "alice"]:
+            response = login(client, spelling)
+            assert response.status_code == 429, spelling
+            assert "锁定" in response.content.decode()
+
+    def test_attempts_recorded_under_the_account(self, client, alice):
+        from axes.models import AccessAttempt
+
+        login(client, "+86 138-0013-8001", "wrong-password")
+        login(client, "alice", "wrong-password")
+        assert list(AccessAttempt.objects.values_list("username", "failures_since_start")) == [("alice", 2)]
+
+    def test_success_in_one_spelling_does_not_reset_another_address(self, client, alice, settings):
+        settings.AXES_FAILURE_LIMIT = 5
+        for _ in range(4):
+            client.post(
+                reverse("org:login"),
+                {"username": "0086 13800138001", "password": "wrong"},
+                REMOTE_ADDR="10.9.9.9",
+            )
+        # alice herself logs in from her desk with another spelling
+        assert login(client, "138 0013 8001").status_code == 302
+        client.logout()
+        # the attacker's failures still count: one more guess locks the account
+        client.post(reverse("org:login"), {"username": "+8613800138001", "password": "x"}, REMOTE_ADDR="10.9.9.9")
+        assert login(client, "alice").status_code == 429
+
+    def test_unknown_number_spellings_share_one_key(self, client, units):
+        from axes.models import AccessAttempt
+
+        login(client, "139 0574 0030", "x")
+        login(client, "+8613905740030", "x")
+        assert list(AccessAttempt.objects.values_list("username", "failures_since_start")) == [("13905740030", 2)]
+
+    def test_address_locked_after_failures_on_many_accounts(self, client, alice, bob, settings):
+        settings.YIWANG_LOGIN_IP_FAILURE_LIMIT = 6
+        for i in range(6):
+            login(client, f"nobody{i}", "x")  # six accounts, one failure each
+        response = login(client, "bob")  # a right password from the same address
+        assert response.status_code == 429
+        other = client.post(reverse("org:login"), {"username": "bob", "password": PASSWORD}, REMOTE_ADDR="10.1.1.1")
+        assert other.status_code == 302  # bob's account itself is not locked
+
+    def test_own_success_does_not_clear_address_count(self, client, alice, bob, settings):
+        settings.AXES_FAILURE_LIMIT = 5
+        for _ in range(4):
+            login(client, "bob", "x")
+        assert login(client, "alice").status_code == 302  # the guesser's own account
+        client.logout()
+        login(client, "13800138002", "x")
+        assert login(client, "bob").status_code == 429
