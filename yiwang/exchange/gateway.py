@@ -10,6 +10,9 @@ record key, result count, timings, size, status). Denied calls are audited too.
 
 Deny by default: no key, no ``exchange:read`` scope, no published entry, no live grant,
 an item outside the grant or no purpose — each is a refusal before any data is read.
+
+Modules inside the platform read through ``read_internal``: the same checks, the same shaping
+and the same evidence, with the module's own consumer system standing in for a key.
 """
 
 from __future__ import annotations
@@ -290,6 +293,7 @@ class Call:
     items: list = field(default_factory=list)
     masked: list = field(default_factory=list)
     query: dict = field(default_factory=dict)
+    user: tuple | None = None  # (id, name) of the person an internal read is made for
 
 
 def call_start(code: str) -> Call:
@@ -436,6 +440,8 @@ def evidence(call: Call, *, status: int, count: int, size: int, error: str = "")
     }
     if call.query:
         changes["query"] = call.query
+    if call.user is not None:
+        changes["user"], changes["user_name"] = call.user
     _audit_insert(
         actor_id=key.account_id,
         actor_name=key.system_name,
@@ -482,6 +488,23 @@ def _audit_insert(*, actor_id, actor_name, unit_id, action, code, name, changes)
         changes=changes,
         group=True,  # concurrent calls of a threaded worker share one INSERT and commit
     )
+
+
+def serve(call: Call, read) -> tuple[int, bytes, int, Refusal | None]:
+    """Run one read (``read(call)`` → status, body, count) and write its evidence, served or
+    refused. Returns (status, body, count, the refusal if there was one)."""
+    refusal = None
+    try:
+        status, body, count = read(call)
+        error = "" if status < 400 else "not_found"
+    except Refusal as refused:
+        refusal = refused
+        status, body, count, error = refused.status, refusal_body(refused), 0, refused.code
+    except Exception:
+        evidence(call, status=500, count=0, size=0, error="server_error")
+        raise
+    evidence(call, status=status, count=count, size=len(body), error=error)
+    return status, body, count, refusal
 
 
 # --- reads ---------------------------------------------------------------------------------------
@@ -555,6 +578,98 @@ def records_list(
         "masked": call.masked,
     }
     return 200, _dumps(payload), len(records)
+
+
+# --- reads from inside the platform -------------------------------------------------------------
+
+INTERNAL_KEY = "internal"  # the evidence's ``key`` for a read made by a module, not by an API key
+INTERNAL_PREFIX = "module-"  # username of an internal module's service account: module-<code>
+
+
+def _system_info(*, system_id: int | None = None, module: str | None = None) -> KeyInfo | None:
+    """A consumer system as the checks see a key: the module's service account, scope
+    ``exchange:read``; cached like keys and dropped with them when the generation moves."""
+    cache_key = ("system", system_id) if system_id is not None else ("module", module)
+    info = _state.keys.get(cache_key, _MISSING)
+    if info is not _MISSING:
+        return info
+    from yiwang.org.models import ConsumerSystem
+
+    systems = ConsumerSystem.objects.select_related("account")
+    if system_id is not None:
+        system = systems.filter(pk=system_id).first()
+    else:
+        system = systems.filter(account__username=f"{INTERNAL_PREFIX}{module}").first()
+    info = None
+    if system is not None:
+        info = KeyInfo(
+            id=0,
+            prefix=INTERNAL_KEY,
+            key_hash="",
+            system_id=system.pk,
+            system_name=system.name,
+            unit_id=system.unit_id,
+            account_id=system.account_id,
+            scopes=frozenset(READ_SCOPES[:1]),
+            expires_at=None,
+            usable=system.account.is_active,
+        )
+    _state.keys[cache_key] = info
+    return info
+
+
+def read_internal(
+    *,
+    resource: str,
+    purpose: str,
+    actor=None,
+    module: str | None = None,
+    system=None,
+    key: str | None = None,
+    query: dict | None = None,
+    items: str | list | None = None,
+    after: int | str | None = None,
+    page_size: int | str | None = None,
+) -> dict | None:
+    """Read shared data for a module inside the platform, through the gateway's own checks.
+
+    The caller is the module's consumer system (``module`` = its code, registered with
+    ``services.internal_system_ensure``) or a ``system``; ``actor`` is the person it reads for
+    (written into the evidence). With ``key``: one record, or ``None`` when the registry has none;
+    otherwise a page filtered by ``query``. The result is what the HTTP gateway answers; a
+    refusal raises ``Refusal`` with the HTTP gateway's status, code and Chinese message."""
+    call = call_start(resource)
+    _sync()
+    info = _system_info(system_id=system.pk, module=None) if system is not None else _system_info(module=module)
+    if info is None or not info.usable:
+        raise Refusal(
+            403, "no_system", _("模块“%(module)s”没有登记为接入系统，或其账号已停用。") % {"module": module or system}
+        )
+    call.key = info
+    if actor is not None and getattr(actor, "is_authenticated", False):
+        call.user = (actor.pk, actor.get_full_name() or actor.get_username())
+    if isinstance(items, list | tuple):
+        items = ",".join(items)
+    if key is not None:
+        status, body, _count, refusal = serve(
+            call, lambda call: record_read(call=call, key=key, purpose=purpose, items=items)
+        )
+    else:
+        filters = {name: str(value) for name, value in (query or {}).items()}
+        status, body, _count, refusal = serve(
+            call,
+            lambda call: records_list(
+                call=call,
+                purpose=purpose,
+                items=items,
+                filters=filters,
+                after=None if after is None else str(after),
+                page_size=None if page_size is None else str(page_size),
+            ),
+        )
+    if refusal is not None:
+        raise refusal
+    return None if status == 404 else json.loads(body)
 
 
 def _error_body(code: str, message: str, details: dict | None = None) -> dict:

@@ -770,3 +770,30 @@ def grant_limit(*, actor: User, grant: Grant, per_minute: int | None) -> Grant:
                  changes={"per_minute": [before, per_minute]})  # fmt: skip
     transaction.on_commit(gateway.bump_generation)
     return grant
+
+
+@transaction.atomic
+def internal_system_ensure(module_code: str, *, unit: Unit | None = None, name: str = "") -> ConsumerSystem:
+    """The consumer system a platform module reads shared data as (``gateway.read_internal``):
+    created once, then found again by its service account ``module-<code>``. Its grants are
+    requested and approved like any outside system's."""
+    from yiwang.org import services as org
+
+    if not re.fullmatch(r"[a-z][a-z0-9_]{1,40}", module_code or ""):
+        raise ValidationError({"module": _("模块代码只能由小写字母、数字和下划线组成。")})
+    username = f"{gateway.INTERNAL_PREFIX}{module_code}"
+    system = ConsumerSystem.objects.filter(account__username=username).first()
+    if system is not None:
+        return system
+    unit = unit or Unit.objects.get(code=settings.YIWANG_EGOV_UNIT)
+    system = org.system_create(
+        actor=None,
+        name=name or _("%(module)s（平台内部模块）") % {"module": module_code},
+        unit=unit,
+        description=_("平台内部模块，通过共享网关读取共享数据，无 API 密钥。"),
+    )
+    # a fixed account name, so the module is found again without holding any key or id
+    User.objects.filter(pk=system.account_id).update(username=username)
+    system.account.username = username
+    audit_record(actor=None, action="exchange.internal_system.ensure", obj=system, changes={"module": module_code})
+    return system

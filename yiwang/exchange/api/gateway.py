@@ -89,17 +89,13 @@ class GatewayView(APIView):
         request.accepted_media_type = "application/json"
 
     def _respond(self, request, code: str, read) -> HttpResponse:
-        call = gateway.call_start(code)
-        try:
-            call.key = gateway.authenticate(call, request.META.get("HTTP_AUTHORIZATION", ""))
-            status, body, count = read(call)
-            error = "" if status < 400 else "not_found"
-        except gateway.Refusal as refusal:
-            status, body, count, error = refusal.status, gateway.refusal_body(refusal), 0, refusal.code
-        except Exception:
-            gateway.evidence(call, status=500, count=0, size=0, error="server_error")
-            raise
-        gateway.evidence(call, status=status, count=count, size=len(body), error=error)
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+
+        def authenticated_read(call):
+            call.key = gateway.authenticate(call, header)
+            return read(call)
+
+        status, body, _count, _refusal = gateway.serve(gateway.call_start(code), authenticated_read)
         response = HttpResponse(body, status=status, content_type="application/json")
         if status == 401:
             response["WWW-Authenticate"] = 'Api-Key realm="yiwang"'
