@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
@@ -89,3 +90,31 @@ def validate_credit_code(value: str) -> None:
 def validate_mobile(value: str) -> None:
     if not is_valid_mobile(value):
         raise ValidationError(_("手机号码无效：须为 11 位中国大陆手机号码。"), code="invalid_mobile")
+
+
+# Characters that change how a name looks without being seen: bidi embeddings, overrides and
+# isolates (U+202A–202E, U+2066–2069), marks (U+200E/F, U+061C), zero-width characters
+# (U+200B–200D, U+2060, U+FEFF) — all Unicode category Cf — plus control characters (Cc) and
+# line/paragraph separators. ``教\u200b育`` would otherwise pass for ``教育``.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def first_invisible_char(value: str) -> str | None:
+    """The first control, format (bidi, zero-width) or separator character in ``value``, if any."""
+    if not value or (value.isascii() and value.isprintable()):
+        return None
+    for char in value:
+        if unicodedata.category(char) in _INVISIBLE_CATEGORIES:
+            return char
+    return None
+
+
+def validate_visible_text(value: str) -> None:
+    """Refuse names and codes holding invisible or direction-changing characters."""
+    char = first_invisible_char(value if isinstance(value, str) else str(value or ""))
+    if char is not None:
+        raise ValidationError(
+            _("不能包含控制字符、零宽字符或文字方向控制字符（发现 %(char)s）。"),
+            code="invisible_char",
+            params={"char": f"U+{ord(char):04X}"},
+        )

@@ -23,7 +23,7 @@ from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
 from yiwang.core.models import Searchable, TimeStamped
-from yiwang.core.validators import validate_credit_code, validate_resident_id
+from yiwang.core.validators import validate_credit_code, validate_resident_id, validate_visible_text
 
 
 class SharingType(models.TextChoices):
@@ -102,7 +102,7 @@ class CatalogEntry(Searchable, TimeStamped):
             RegexValidator(CLASS_CODE_RE, _("资源分类为 9 位数字：大类 1 位、中类 2 位、小类 3 位、细目 3 位。"))
         ],
     )
-    name = models.CharField(_("资源名称"), max_length=100)
+    name = models.CharField(_("资源名称"), max_length=100, validators=[validate_visible_text])
     provider = models.ForeignKey(
         "org.Unit", verbose_name=_("提供方"), on_delete=models.PROTECT, related_name="catalog_entries"
     )
@@ -177,7 +177,7 @@ class DataItem(models.Model):
         max_length=40,
         validators=[RegexValidator(ITEM_CODE_RE, _("信息项代码为小写字母开头的英文、数字、下划线。"))],
     )
-    name = models.CharField(_("信息项名称"), max_length=50)
+    name = models.CharField(_("信息项名称"), max_length=50, validators=[validate_visible_text])
     data_type = models.CharField(_("数据类型"), max_length=16, choices=DataType.choices, default=DataType.STRING)
     length = models.PositiveSmallIntegerField(_("长度"), null=True, blank=True)
     sharing_type = models.CharField(_("共享类型"), max_length=16, choices=SharingType.choices)
@@ -211,7 +211,7 @@ class Resident(models.Model):
         FEMALE = "F", _("女")
 
     id_number = models.CharField(_("公民身份号码"), max_length=18, unique=True, validators=[validate_resident_id])
-    name = models.CharField(_("姓名"), max_length=50)
+    name = models.CharField(_("姓名"), max_length=50, validators=[validate_visible_text])
     gender = models.CharField(_("性别"), max_length=1, choices=Gender.choices)
     birth_date = models.DateField(_("出生日期"))
     ethnicity = models.CharField(_("民族"), max_length=20, default="汉族")
@@ -249,7 +249,7 @@ class LegalEntity(models.Model):
         CANCELLED = "cancelled", _("注销")
 
     credit_code = models.CharField(_("统一社会信用代码"), max_length=18, unique=True, validators=[validate_credit_code])
-    name = models.CharField(_("名称"), max_length=100)
+    name = models.CharField(_("名称"), max_length=100, validators=[validate_visible_text])
     kind = models.CharField(_("类型"), max_length=16, choices=Kind.choices, default=Kind.COMPANY)
     representative = models.CharField(_("法定代表人"), max_length=50)
     registered_capital = models.DecimalField(
@@ -280,9 +280,9 @@ class Place(models.Model):
         POI = "poi", _("兴趣点")
         PARCEL = "parcel", _("地块")
 
-    code = models.CharField(_("地址编码"), max_length=32, unique=True)
+    code = models.CharField(_("地址编码"), max_length=32, unique=True, validators=[validate_visible_text])
     address = models.CharField(_("标准地址"), max_length=200)
-    building = models.CharField(_("建筑物名称"), max_length=100, blank=True)
+    building = models.CharField(_("建筑物名称"), max_length=100, blank=True, validators=[validate_visible_text])
     kind = models.CharField(_("类型"), max_length=16, choices=Kind.choices, default=Kind.BUILDING)
     street = models.CharField(_("所属街道（镇）"), max_length=50, blank=True)
     longitude = models.DecimalField(_("经度"), max_digits=9, decimal_places=6)
@@ -302,8 +302,8 @@ class Place(models.Model):
 class EconomicIndicator(models.Model):
     """宏观经济基础库: one value of an indicator series for a period (2025, 2025Q3, 2025-09)."""
 
-    code = models.CharField(_("指标代码"), max_length=32)
-    name = models.CharField(_("指标名称"), max_length=100)
+    code = models.CharField(_("指标代码"), max_length=32, validators=[validate_visible_text])
+    name = models.CharField(_("指标名称"), max_length=100, validators=[validate_visible_text])
     period = models.CharField(
         _("统计期"),
         max_length=7,

@@ -14,6 +14,7 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
 from yiwang.core.models import TimeStamped
+from yiwang.core.validators import validate_visible_text
 
 
 class Policy(TimeStamped):
@@ -54,7 +55,7 @@ class Template(TimeStamped):
     unit = models.ForeignKey("org.Unit", verbose_name=_("单位"), on_delete=models.PROTECT, related_name="sms_templates")
     code = models.SlugField(_("模板代码"), max_length=64)
     version = models.PositiveIntegerField(_("版本"), default=1)
-    name = models.CharField(_("模板名称"), max_length=100)
+    name = models.CharField(_("模板名称"), max_length=100, validators=[validate_visible_text])
     kind = models.CharField(_("类型"), max_length=16, choices=Kind.choices, default=Kind.NOTICE)
     body = models.TextField(_("内容"), help_text=_("占位符写作 ((姓名))"))
     active = models.BooleanField(_("当前版本"), default=True)

@@ -9,7 +9,7 @@ from rest_framework.decorators import api_view
 from rest_framework.response import Response
 
 from yiwang.core.api import IsAuthenticatedScoped
-from yiwang.core.validators import normalise_mobile, validate_mobile
+from yiwang.core.validators import normalise_mobile, validate_mobile, validate_visible_text
 
 from . import selectors, services
 from .models import Post, Role, Unit, User
@@ -55,7 +55,7 @@ class PersonSerializer(serializers.ModelSerializer):
 
 class PersonCreateSerializer(serializers.Serializer):
     username = serializers.RegexField(r"^[\w.@+-]+$", max_length=150)
-    full_name = serializers.CharField(max_length=50)
+    full_name = serializers.CharField(max_length=50, validators=[validate_visible_text])
     mobile = serializers.CharField(max_length=20, required=False, allow_blank=True)
     email = serializers.EmailField(required=False, allow_blank=True)
     password = serializers.CharField(min_length=8, required=False, write_only=True)

@@ -30,7 +30,7 @@ from openpyxl.utils.exceptions import InvalidFileException
 
 from yiwang.core.audit import audit_record
 from yiwang.core.permissions import can_see_unit
-from yiwang.core.validators import normalise_mobile, validate_mobile
+from yiwang.core.validators import normalise_mobile, validate_mobile, validate_visible_text
 
 from . import selectors, services
 from .models import Post, Role, Unit, User
@@ -319,12 +319,18 @@ def _read_sheet(sheet, columns) -> tuple[list[tuple[int, Record]], list[RowError
     return data, []
 
 
-def _too_long(model, record: Record, keys: Iterable[str], headers: dict[str, str], row: int) -> list[RowError]:
+def _text_errors(model, record: Record, keys: Iterable[str], headers: dict[str, str], row: int) -> list[RowError]:
+    """Cells longer than their field, or holding invisible/direction-changing characters."""
     errors = []
     for key in keys:
+        value = record.get(key, "")
         limit = model._meta.get_field(key).max_length
-        if len(record.get(key, "")) > limit:
+        if len(value) > limit:
             errors.append(RowError(row, headers[key], _("不能超过 %(limit)s 个字") % {"limit": limit}))
+        try:
+            validate_visible_text(value)
+        except ValidationError as error:
+            errors.append(RowError(row, headers[key], error.messages[0]))
     return errors
 
 
@@ -391,7 +397,7 @@ def units_import(*, actor: User, file) -> ImportResult:
 
     plans: list[_UnitRow] = []
     for number, record in records:
-        row_errors = _too_long(Unit, record, ("code", "name", "short_name", "phone", "address"), headers, number)
+        row_errors = _text_errors(Unit, record, ("code", "name", "short_name", "phone", "address"), headers, number)
         code, parent_code = record["code"], record["parent_code"]
         if not code:
             row_errors.append(RowError(number, headers["code"], _("必填")))
@@ -554,8 +560,8 @@ def people_import(*, actor: User, file) -> ImportResult:
     mobile_rows: dict[str, int] = {}
     post_rows: dict[tuple[str, int, int], int] = {}
     for number, record in records:
-        row_errors = _too_long(User, record, ("username", "full_name", "email"), headers, number)
-        row_errors += _too_long(Post, record, ("title",), headers, number)
+        row_errors = _text_errors(User, record, ("username", "full_name", "email"), headers, number)
+        row_errors += _text_errors(Post, record, ("title",), headers, number)
         username = record["username"]
         person = people.get(username.lower())
         if person is None:

@@ -6,7 +6,7 @@ from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 from django.utils.translation import gettext_lazy as _
 
-from yiwang.core.validators import normalise_mobile, validate_mobile
+from yiwang.core.validators import normalise_mobile, validate_mobile, validate_visible_text
 
 from .models import ApiKey, Post, Role, Unit, User
 from .services import API_SCOPES, grantable_roles
@@ -54,9 +54,11 @@ def _unit_choices(units) -> list[tuple[int, str]]:
 
 
 class UnitForm(forms.Form):
-    name = forms.CharField(label=_("单位名称"), max_length=100)
-    short_name = forms.CharField(label=_("简称"), max_length=30, required=False)
-    code = forms.CharField(label=_("单位代码"), max_length=32, help_text=_("全区唯一，如 BL-EGOV"))
+    name = forms.CharField(label=_("单位名称"), max_length=100, validators=[validate_visible_text])
+    short_name = forms.CharField(label=_("简称"), max_length=30, required=False, validators=[validate_visible_text])
+    code = forms.CharField(
+        label=_("单位代码"), max_length=32, help_text=_("全区唯一，如 BL-EGOV"), validators=[validate_visible_text]
+    )
     kind = forms.ChoiceField(label=_("类型"), choices=Unit.Kind.choices)
     parent = forms.TypedChoiceField(label=_("上级单位"), coerce=int, required=False, empty_value=None)
     sort_order = forms.IntegerField(label=_("排序"), min_value=0, initial=100)
@@ -109,7 +111,7 @@ class PersonForm(forms.Form):
         regex=r"^[\w.@+-]+$",
         error_messages={"invalid": _("用户名只能包含字母、数字和 @/./+/-/_ 。")},
     )
-    full_name = forms.CharField(label=_("姓名"), max_length=50)
+    full_name = forms.CharField(label=_("姓名"), max_length=50, validators=[validate_visible_text])
     mobile = forms.CharField(label=_("手机号码"), max_length=20, required=False)
     email = forms.EmailField(label=_("电子邮箱"), required=False)
     is_active = forms.BooleanField(label=_("启用"), required=False, initial=True)
@@ -146,7 +148,7 @@ class PostForm(forms.Form):
     role = forms.ModelChoiceField(
         label=_("角色"), queryset=Role.objects.filter(is_public=False).exclude(code=Role.SYSTEM)
     )
-    title = forms.CharField(label=_("职务"), max_length=50, required=False)
+    title = forms.CharField(label=_("职务"), max_length=50, required=False, validators=[validate_visible_text])
     leader_rank = forms.ChoiceField(label=_("领导类别"), choices=Post.LeaderRank.choices, required=False)
     is_primary = forms.BooleanField(label=_("设为主岗"), required=False)
 
@@ -221,7 +223,7 @@ class DelegationForm(forms.Form):
 
 
 class SystemForm(forms.Form):
-    name = forms.CharField(label=_("系统名称"), max_length=100)
+    name = forms.CharField(label=_("系统名称"), max_length=100, validators=[validate_visible_text])
     unit = forms.TypedChoiceField(label=_("所属单位"), coerce=int)
     description = forms.CharField(label=_("说明"), max_length=200, required=False)
 
@@ -235,7 +237,7 @@ class SystemForm(forms.Form):
 
 
 class ApiKeyForm(forms.Form):
-    name = forms.CharField(label=_("密钥名称"), max_length=100)
+    name = forms.CharField(label=_("密钥名称"), max_length=100, validators=[validate_visible_text])
     kind = forms.ChoiceField(label=_("类型"), choices=ApiKey.Kind.choices)
     scopes = forms.MultipleChoiceField(
         label=_("权限范围"), choices=lambda: API_SCOPES, widget=forms.CheckboxSelectMultiple

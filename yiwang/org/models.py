@@ -11,7 +11,7 @@ from django.utils.translation import gettext_lazy as _
 
 from yiwang.core.models import Searchable, TimeStamped
 from yiwang.core.permissions import ALL
-from yiwang.core.validators import validate_mobile
+from yiwang.core.validators import validate_mobile, validate_visible_text
 
 
 class Unit(Searchable, TimeStamped):
@@ -33,9 +33,9 @@ class Unit(Searchable, TimeStamped):
 
     SEARCH_FIELDS = ("name", "short_name", "code")
 
-    name = models.CharField(_("单位名称"), max_length=100)
-    short_name = models.CharField(_("简称"), max_length=30, blank=True)
-    code = models.CharField(_("单位代码"), max_length=32, unique=True)
+    name = models.CharField(_("单位名称"), max_length=100, validators=[validate_visible_text])
+    short_name = models.CharField(_("简称"), max_length=30, blank=True, validators=[validate_visible_text])
+    code = models.CharField(_("单位代码"), max_length=32, unique=True, validators=[validate_visible_text])
     kind = models.CharField(_("类型"), max_length=16, choices=Kind.choices)
     parent = models.ForeignKey(
         "self", verbose_name=_("上级单位"), null=True, blank=True, on_delete=models.PROTECT, related_name="children"
@@ -89,8 +89,8 @@ class Role(models.Model):
         UNIT = "unit", _("本单位")
         NONE = "none", _("无")
 
-    code = models.CharField(_("角色代码"), max_length=32, unique=True)
-    name = models.CharField(_("角色名称"), max_length=50)
+    code = models.CharField(_("角色代码"), max_length=32, unique=True, validators=[validate_visible_text])
+    name = models.CharField(_("角色名称"), max_length=50, validators=[validate_visible_text])
     scope = models.CharField(_("数据范围"), max_length=16, choices=Scope.choices, default=Scope.UNIT)
     description = models.CharField(_("说明"), max_length=200, blank=True)
     is_public = models.BooleanField(_("公众角色"), default=False)
@@ -109,7 +109,7 @@ class User(Searchable, AbstractUser):
 
     SEARCH_FIELDS = ("username", "full_name", "mobile")
 
-    full_name = models.CharField(_("姓名"), max_length=50, blank=True)
+    full_name = models.CharField(_("姓名"), max_length=50, blank=True, validators=[validate_visible_text])
     mobile = models.CharField(
         _("手机号码"), max_length=11, blank=True, null=True, unique=True, validators=[validate_mobile]
     )
@@ -218,7 +218,7 @@ class Post(TimeStamped):
     user = models.ForeignKey(User, verbose_name=_("人员"), on_delete=models.CASCADE, related_name="posts")
     unit = models.ForeignKey(Unit, verbose_name=_("单位"), on_delete=models.PROTECT, related_name="posts")
     role = models.ForeignKey(Role, verbose_name=_("角色"), on_delete=models.PROTECT, related_name="posts")
-    title = models.CharField(_("职务"), max_length=50, blank=True)
+    title = models.CharField(_("职务"), max_length=50, blank=True, validators=[validate_visible_text])
     leader_rank = models.CharField(_("领导类别"), max_length=16, choices=LeaderRank.choices, blank=True, default="")
     is_primary = models.BooleanField(_("主岗"), default=False)
     active = models.BooleanField(_("在岗"), default=True)
@@ -267,7 +267,7 @@ class Delegation(TimeStamped):
 class ConsumerSystem(TimeStamped):
     """Another system that calls yiwang's API (业务系统), owned by a unit."""
 
-    name = models.CharField(_("系统名称"), max_length=100)
+    name = models.CharField(_("系统名称"), max_length=100, validators=[validate_visible_text])
     unit = models.ForeignKey(Unit, verbose_name=_("所属单位"), on_delete=models.PROTECT, related_name="systems")
     account = models.OneToOneField(User, on_delete=models.PROTECT, related_name="consumer_system")
     description = models.CharField(_("说明"), max_length=200, blank=True)
@@ -292,7 +292,7 @@ class ApiKey(TimeStamped):
     system = models.ForeignKey(
         ConsumerSystem, verbose_name=_("接入系统"), on_delete=models.CASCADE, related_name="keys"
     )
-    name = models.CharField(_("密钥名称"), max_length=100)
+    name = models.CharField(_("密钥名称"), max_length=100, validators=[validate_visible_text])
     kind = models.CharField(_("类型"), max_length=8, choices=Kind.choices, default=Kind.LIVE)
     prefix = models.CharField(max_length=12, unique=True)
     key_hash = models.CharField(max_length=64)

@@ -22,7 +22,7 @@ from django.utils.translation import gettext as _
 
 from yiwang.core.audit import audit_record, diff
 from yiwang.core.permissions import can_see_unit
-from yiwang.core.validators import normalise_mobile
+from yiwang.core.validators import normalise_mobile, validate_visible_text
 
 from .models import ApiKey, ConsumerSystem, Delegation, Post, Role, Unit, User
 
@@ -68,6 +68,19 @@ def ensure_can_manage(user: User, unit: Unit | None) -> None:
         raise PermissionDenied(_("无权管理该单位的组织机构信息。"))
 
 
+def can_manage_person(user: User, person: User) -> bool:
+    """Whoever manages the unit of one of a person's posts manages the person; platform admins everyone."""
+    if user.has_role(Role.PLATFORM_ADMIN):
+        return True
+    return any(can_manage_unit(user, p.unit) for p in person.own_posts)
+
+
+def ensure_can_manage_person(user: User, person: User, message: str | None = None) -> None:
+    """The one check behind a person's edit page, its POST and the service (GET and POST alike)."""
+    if not can_manage_person(user, person):
+        raise PermissionDenied(message or _("无权修改该人员信息。"))
+
+
 def grantable_roles(user: User | None):
     """Roles ``user`` may give: a unit admin may not hand out district-wide roles."""
     roles = Role.objects.filter(is_public=False).exclude(code=Role.SYSTEM)
@@ -84,6 +97,18 @@ def ensure_can_grant(user: User | None, role: Role) -> None:
 # --- units -------------------------------------------------------------------------------
 
 UNIT_FIELDS = ("name", "short_name", "code", "kind", "parent_id", "status", "sort_order", "phone", "address")
+
+
+def _validate_names(**values: str) -> None:
+    """For rows saved without ``full_clean``: the same invisible-character check as the model fields."""
+    errors = {}
+    for name, value in values.items():
+        try:
+            validate_visible_text(value)
+        except ValidationError as error:
+            errors[name] = error.messages
+    if errors:
+        raise ValidationError(errors)
 
 
 def _snapshot(obj, fields) -> dict[str, Any]:
@@ -271,9 +296,8 @@ def _post_create(*, user: User, spec: PostSpec, primary: bool) -> Post:
 @transaction.atomic
 def person_update(*, actor: User | None, person: User, **fields: Any) -> User:
     """Change a person's name, mobile, e-mail or active flag."""
-    if actor is not None and not any(can_manage_unit(actor, p.unit) for p in person.own_posts):
-        if not actor.has_role(Role.PLATFORM_ADMIN):
-            raise PermissionDenied(_("无权修改该人员信息。"))
+    if actor is not None:
+        ensure_can_manage_person(actor, person)
     before = _snapshot(person, PERSON_FIELDS)
     if "mobile" in fields:
         fields["mobile"] = normalise_mobile(fields["mobile"]) if fields["mobile"] else None
@@ -332,8 +356,7 @@ def post_remove(*, actor: User | None, post: Post) -> None:
 @transaction.atomic
 def person_set_password(*, actor: User, person: User, password: str) -> User:
     """A manager sets someone's password (new staff, imported staff, forgotten password)."""
-    if not any(can_manage_unit(actor, p.unit) for p in person.own_posts):
-        raise PermissionDenied(_("无权重置该人员的密码。"))
+    ensure_can_manage_person(actor, person, _("无权重置该人员的密码。"))
     if person.is_platform_admin and not actor.has_role(Role.PLATFORM_ADMIN):
         raise PermissionDenied(_("只有平台管理员可以重置平台管理员的密码。"))
     person.set_password(password)
@@ -401,6 +424,7 @@ def system_create(*, actor: User | None, name: str, unit: Unit, description: str
         ensure_can_manage(actor, unit)
     if not name.strip():
         raise ValidationError({"name": _("请填写系统名称。")})
+    _validate_names(name=name)
     account = User(username=f"sys-{secrets.token_hex(6)}", full_name=name.strip(), is_system=True)
     account.set_unusable_password()
     account.save()
@@ -434,6 +458,7 @@ def api_key_issue(
     unknown = [s for s in scopes if s not in valid and not s.endswith(":read") and not s.endswith(":write")]
     if not scopes or unknown:
         raise ValidationError({"scopes": _("请选择有效的权限范围。")})
+    _validate_names(name=name)
     prefix = secrets.token_hex(4)
     secret = secrets.token_urlsafe(32)
     raw = f"yw_{prefix}_{secret}"

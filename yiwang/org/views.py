@@ -299,7 +299,7 @@ def person_detail(request, pk: int):
             "person": person,
             "posts": person.posts.select_related("unit", "role").order_by("-active", "-is_primary", "id"),
             "post_form": post_form,
-            "can_manage": any(services.can_manage_unit(request.user, p.unit) for p in person.active_posts),
+            "can_manage": services.can_manage_person(request.user, person),
         },
     )
 
@@ -307,6 +307,7 @@ def person_detail(request, pk: int):
 @login_required
 def person_edit(request, pk: int):
     person = _get_or_404(selectors.person_list(user=request.user), pk)
+    services.ensure_can_manage_person(request.user, person)  # on GET too: no form for what POST refuses
     initial = {f: getattr(person, f) for f in ("username", "full_name", "mobile", "email", "is_active")}
     form = PersonForm(request.POST or None, instance=person, initial=initial)
     if request.method == "POST" and form.is_valid():
@@ -356,8 +357,7 @@ def post_add(request, pk: int):
 @login_required
 def person_set_password(request, pk: int):
     person = _get_or_404(selectors.person_list(user=request.user), pk)
-    if not any(services.can_manage_unit(request.user, p.unit) for p in person.active_posts):
-        raise PermissionDenied(_("无权重置该人员的密码。"))
+    services.ensure_can_manage_person(request.user, person, _("无权重置该人员的密码。"))
     form = SetPasswordForm(request.POST or None, person=person)
     if request.method == "POST" and form.is_valid():
         services.person_set_password(actor=request.user, person=person, password=form.cleaned_data["password"])

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from yiwang.core.validators import (
+    first_invisible_char,
     is_valid_credit_code,
     is_valid_mobile,
     is_valid_resident_id,
@@ -20,6 +21,7 @@ from yiwang.core.validators import (
     validate_credit_code,
     validate_mobile,
     validate_resident_id,
+    validate_visible_text,
 )
 
 # --- independent reference implementations ------------------------------------------------
@@ -299,3 +301,42 @@ class TestValidateMobile:
             validate_mobile(value)
         assert info.value.code == "invalid_mobile"
         assert "手机号码" in str(info.value.messages[0])
+
+
+class TestValidateVisibleText:
+    """Names and codes refuse bidi controls, zero-width and control characters (issue 10 item 7)."""
+
+    REFUSED = [
+        *(chr(c) for c in range(0x202A, 0x202F)),
+        *(chr(c) for c in range(0x2066, 0x206A)),
+        "\u200e",
+        "\u200f",
+        "\u061c",
+        "\u200b",
+        "\u200c",
+        "\u200d",
+        "\u2060",
+        "\ufeff",
+        "\x00",
+        "\t",
+        "\n",
+        "\x7f",
+        "\x85",
+        "\u2028",
+    ]
+
+    @pytest.mark.parametrize("char", REFUSED, ids=lambda c: f"U+{ord(c):04X}")
+    def test_refused_anywhere(self, char):
+        for value in (f"教{char}育", f"{char}教育", f"教育{char}"):
+            assert first_invisible_char(value) == char
+            with pytest.raises(ValidationError) as error:
+                validate_visible_text(value)
+            message = error.value.messages[0]
+            assert has_chinese(message) and f"U+{ord(char):04X}" in message
+
+    @pytest.mark.parametrize(
+        "value", ["区教育局", "Bureau of Education", "王丽", "阿卜杜·热合曼", "BL-EDU_01", "(筹)", "", "𠀀姓"]
+    )
+    def test_visible_text_passes(self, value):
+        assert first_invisible_char(value) is None
+        validate_visible_text(value)

@@ -126,3 +126,42 @@ class TestScopingInApi:
         client.force_login(carol)
         api_codes = {u["code"] for u in client.get("/api/org/units/").json()["results"]}
         assert api_codes == set(selectors.unit_list(user=carol).values_list("code", flat=True))
+
+
+class TestStaffFormsRefusedOnGetAsOnPost:
+    """A form page a staff member cannot submit is refused when opened too (issue 10 item 17)."""
+
+    @pytest.fixture
+    def pages(self, alice, units):
+        colleague = Post.objects.filter(unit=units["edu"]).exclude(user=alice).first()
+        return {
+            "unit_create": reverse("org:unit_create"),
+            "unit_edit": reverse("org:unit_edit", args=[units["edu"].pk]),
+            "person_create": reverse("org:person_create"),
+            "person_edit (self)": reverse("org:person_edit", args=[alice.pk]),
+            "person_set_password (self)": reverse("org:person_set_password", args=[alice.pk]),
+            "system_list": reverse("org:system_list"),
+            "unit_import": reverse("org:unit_import"),
+            "person_import": reverse("org:person_import"),
+            **({"person_edit (colleague)": reverse("org:person_edit", args=[colleague.user_id])} if colleague else {}),
+        }
+
+    def test_get_and_post_both_403(self, alice_client, alice, pages):
+        for name, url in pages.items():
+            get = alice_client.get(url)
+            post = alice_client.post(url, {"full_name": "改名", "name": "改名"})
+            assert (name, get.status_code, post.status_code) == (name, 403, 403)
+            assert "无权" in get.content.decode(), name
+        alice.refresh_from_db()
+        assert alice.full_name == "王丽"
+
+    def test_person_page_offers_no_edit_link_to_staff(self, alice_client, alice):
+        page = alice_client.get(reverse("org:person_detail", args=[alice.pk])).content.decode()
+        assert reverse("org:person_edit", args=[alice.pk]) not in page
+
+    def test_unit_admin_still_opens_the_form(self, client, alice, units, roles):
+        from conftest import make_person
+
+        client.force_login(make_person("eduadmin", "何雪", units["edu"], roles["unit_admin"]))
+        page = client.get(reverse("org:person_edit", args=[alice.pk]))
+        assert page.status_code == 200 and "王丽" in page.content.decode()
