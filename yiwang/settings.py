@@ -182,7 +182,12 @@ STATIC_ROOT = Path(env("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(env("MEDIA_ROOT", str(VAR_DIR / "media")))
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # attachments go through the storage API: YIWANG_MEDIA_STORAGE="storages.backends.s3.S3Storage" and
+    # YIWANG_MEDIA_STORAGE_OPTIONS='{"bucket_name": …, "endpoint_url": …}' put them in S3-compatible storage
+    "default": {
+        "BACKEND": env("YIWANG_MEDIA_STORAGE", "django.core.files.storage.FileSystemStorage"),
+        "OPTIONS": json.loads(env("YIWANG_MEDIA_STORAGE_OPTIONS", "{}")),
+    },
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if not DEBUG
@@ -192,6 +197,8 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = DEBUG
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+YIWANG_ATTACHMENT_MAX_BYTES = envint("YIWANG_ATTACHMENT_MAX_BYTES", str(20 * 1024 * 1024))
+YIWANG_ATTACHMENT_SCANNER = env("YIWANG_ATTACHMENT_SCANNER", "")  # dotted path: (file, name) -> "" or what was found
 
 # --- security -------------------------------------------------------------------------
 SECURE_CONTENT_TYPE_NOSNIFF = True

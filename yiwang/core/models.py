@@ -132,3 +132,29 @@ class Notice(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+
+class Attachment(models.Model):
+    """A stored file of any module (附件), accepted by ``core.attachments`` by its content.
+
+    The module links it to its own record; owner and unit (ids, as in the audit) decide who
+    may download it when the module sets no rule of its own."""
+
+    module = models.CharField(_("所属模块"), max_length=32, db_index=True)
+    name = models.CharField(_("文件名"), max_length=200)
+    kind = models.CharField(_("类型"), max_length=8)
+    content_type = models.CharField(_("内容类型"), max_length=100)
+    size = models.PositiveBigIntegerField(_("大小"))
+    sha256 = models.CharField(_("SHA-256"), max_length=64, db_index=True)
+    file = models.FileField(_("文件"), max_length=255)
+    owner_id = models.BigIntegerField(_("上传人"), null=True, blank=True)
+    unit_id = models.BigIntegerField(_("所属单位"), null=True, blank=True, db_index=True)
+    created_at = models.DateTimeField(_("上传时间"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("附件")
+        verbose_name_plural = _("附件")
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -124,3 +124,17 @@ def healthz(request):
         checks["broker"] = f"error: {error.__class__.__name__}"
     healthy = all(value == "ok" for value in checks.values())
     return JsonResponse({"status": "ok" if healthy else "error", "checks": checks}, status=200 if healthy else 503)
+
+
+@login_required
+def attachment_download(request, pk: int):
+    """Any module's stored file, for whoever the module's rule lets see it (``core.attachments``)."""
+    from django.http import Http404
+
+    from . import attachments
+    from .models import Attachment
+
+    item = Attachment.objects.filter(pk=pk).first()
+    if item is None or not attachments.can_view(request.user, item):
+        raise Http404(_("附件不存在或无权查看。"))
+    return attachments.attachment_response(item, inline=request.GET.get("inline") == "1")

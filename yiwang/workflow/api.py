@@ -841,7 +841,8 @@ class CaseViewSet(WorkflowViewMixin, viewsets.GenericViewSet):
             added = services.case_comment(
                 case=case, actor=request.user, comment=data["comment"] or "", files=data["files"]
             )
-        added = Action.objects.select_related("actor", "on_behalf_of").prefetch_related("attachments").get(pk=added.pk)
+        actions = Action.objects.select_related("actor", "on_behalf_of").prefetch_related("attachments__stored")
+        added = actions.get(pk=added.pk)
         return Response(WorkflowActionSerializer(added).data, status=201)
 
     @_case_action(

@@ -8,7 +8,7 @@ class WorkflowConfig(AppConfig):
     verbose_name = _("流程与待办")
 
     def ready(self) -> None:
-        from yiwang.core import modules
+        from yiwang.core import attachments, modules
         from yiwang.org import services as org_services
 
         from . import selectors, services  # noqa: F401 - connects the engine's own receivers
@@ -37,3 +37,4 @@ class WorkflowConfig(AppConfig):
             )
         )
         modules.register_inbox_counter(selectors.inbox_count)
+        attachments.register_viewer("workflow", selectors.attachment_visible)

@@ -278,18 +278,16 @@ class Action(models.Model):
         return f"{self.get_kind_display()} {self.comment[:20]}"
 
 
-def _attachment_path(instance: Attachment, filename: str) -> str:
+def _attachment_path(instance, filename: str) -> str:  # named by migration 0001; files now go through core
     return f"workflow/{instance.case_id}/{filename}"
 
 
 class Attachment(models.Model):
-    """A file attached to an action (附件)."""
+    """A file attached to an action (附件): the link; the file itself is a ``core.Attachment``."""
 
     case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="attachments")
     action = models.ForeignKey(Action, on_delete=models.CASCADE, related_name="attachments")
-    file = models.FileField(_("文件"), upload_to=_attachment_path, max_length=255)
-    name = models.CharField(_("文件名"), max_length=200)
-    size = models.PositiveIntegerField(_("大小"))
+    stored = models.OneToOneField("core.Attachment", on_delete=models.PROTECT, related_name="+")
     uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(_("上传时间"), auto_now_add=True)
 
@@ -300,6 +298,14 @@ class Attachment(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def name(self) -> str:
+        return self.stored.name
+
+    @property
+    def size(self) -> int:
+        return self.stored.size
 
 
 class Suspension(models.Model):

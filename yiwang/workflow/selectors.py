@@ -8,7 +8,7 @@ from yiwang.core.permissions import can_see_unit, scope
 from yiwang.org.models import User
 
 from . import clock
-from .models import Action, Case, ProcessDefinition, Task
+from .models import Action, Attachment, Case, ProcessDefinition, Task
 from .services import delegating_principal_ids
 
 
@@ -113,7 +113,7 @@ def case_for(subject) -> Case | None:
 
 def timeline(case: Case) -> QuerySet[Action]:
     """The case history with attachments, oldest first."""
-    return case.actions.select_related("actor", "on_behalf_of").prefetch_related("attachments")
+    return case.actions.select_related("actor", "on_behalf_of").prefetch_related("attachments__stored")
 
 
 def open_tasks(case: Case) -> QuerySet[Task]:
@@ -163,3 +163,9 @@ def definition_versions(code: str) -> QuerySet[ProcessDefinition]:
 
 def tasks_prefetch() -> Prefetch:
     return Prefetch("tasks", queryset=Task.objects.select_related("assignee").order_by("id"))
+
+
+def attachment_visible(user: User, stored) -> bool:
+    """A workflow file (a ``core.Attachment``) is for whoever may view its case."""
+    link = Attachment.objects.filter(stored=stored).only("case_id").first()
+    return link is not None and case_get(user=user, pk=link.case_id) is not None

@@ -9,7 +9,6 @@ case history; modules hear about it through ``workflow.signals``.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -23,6 +22,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from yiwang.core import attachments
 from yiwang.core.audit import audit_record
 from yiwang.core.notices import notice_send
 from yiwang.org.models import Delegation, Role, Unit, User
@@ -33,28 +33,8 @@ from .models import Action, Attachment, Case, Extension, ProcessDefinition, Susp
 EXTENSION_PROCESS = "workflow.extension"
 _NO_KEY = connection.features.has_select_for_no_key_update
 RESERVED_CODES = {"new", "import"}  # path segments of the definition screens
-MAX_ATTACHMENT_BYTES = getattr(settings, "YIWANG_MAX_ATTACHMENT_BYTES", 20 * 1024 * 1024)
-ATTACHMENT_TYPES = {
-    ".pdf",
-    ".ofd",
-    ".doc",
-    ".docx",
-    ".wps",
-    ".xls",
-    ".xlsx",
-    ".et",
-    ".ppt",
-    ".pptx",
-    ".txt",
-    ".csv",
-    ".jpg",
-    ".jpeg",
-    ".png",
-    ".gif",
-    ".zip",
-    ".rar",
-    ".7z",
-}
+MAX_ATTACHMENT_BYTES = settings.YIWANG_ATTACHMENT_MAX_BYTES
+ATTACHMENT_KINDS = (*attachments.DOCUMENTS, "pptx", "ppt", "gif", "csv", "zip", "rar", "7z")  # by content
 MAX_COMMENT = 2000
 
 
@@ -231,27 +211,16 @@ def _clean_comment(comment: str | None, *, required: bool = False, what: str = "
 
 def _check_files(files: Sequence[UploadedFile]) -> None:
     for upload in files:
-        ext = os.path.splitext(upload.name or "")[1].lower()
-        if ext not in ATTACHMENT_TYPES:
-            raise ValidationError({"files": _("不支持的附件类型：%(name)s") % {"name": upload.name}})
-        if upload.size > MAX_ATTACHMENT_BYTES:
-            raise ValidationError(
-                {"files": _("附件 %(name)s 超过 %(mb)s MB。") % {"name": upload.name, "mb": MAX_ATTACHMENT_BYTES >> 20}}
-            )
-        if upload.size == 0:
-            raise ValidationError({"files": _("附件 %(name)s 是空文件。") % {"name": upload.name}})
+        attachments.attachment_check(upload, kinds=ATTACHMENT_KINDS, max_bytes=MAX_ATTACHMENT_BYTES)
 
 
 def _attach(action: Action, files: Sequence[UploadedFile], actor: User) -> None:
     for upload in files:
-        Attachment.objects.create(
-            case=action.case,
-            action=action,
-            file=upload,
-            name=os.path.basename(upload.name)[:200],
-            size=upload.size,
-            uploaded_by=actor,
-        )
+        stored = attachments.attachment_create(
+            upload=upload, module="workflow", kinds=ATTACHMENT_KINDS, max_bytes=MAX_ATTACHMENT_BYTES, owner=actor,
+            unit_id=action.case.unit_id,
+        )  # fmt: skip
+        Attachment.objects.create(case=action.case, action=action, stored=stored, uploaded_by=actor)
 
 
 def _plan(definition: ProcessDefinition, *, fields: dict, unit: Unit, lead_unit: Unit | None, initiator: User) -> None:

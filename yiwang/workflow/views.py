@@ -15,7 +15,7 @@ from functools import wraps
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
-from django.http import FileResponse, Http404, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -23,7 +23,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
-from yiwang.core import modules
+from yiwang.core import attachments, modules
 from yiwang.core.ui import add_service_errors, paginate
 
 from . import schema, selectors, services
@@ -422,14 +422,10 @@ def case_comment(request, pk: int):
 @login_required
 def attachment(request, pk: int):
     """Download an attachment; only whoever may view its case."""
-    item = Attachment.objects.filter(pk=pk).first()
+    item = Attachment.objects.select_related("stored").filter(pk=pk).first()
     if item is None or selectors.case_get(user=request.user, pk=item.case_id) is None:
         raise Http404(_("附件不存在或无权查看。"))
-    try:
-        handle = item.file.open("rb")
-    except (FileNotFoundError, OSError) as error:
-        raise Http404(_("附件文件已丢失，请联系平台管理员。")) from error
-    return FileResponse(handle, as_attachment=True, filename=item.name)
+    return attachments.attachment_response(item.stored)
 
 
 # --- the case list and the start page ----------------------------------------------------------

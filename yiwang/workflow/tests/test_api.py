@@ -10,6 +10,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.utils import timezone
 
+from yiwang.core.tests import files as sample
 from yiwang.org import services as org
 from yiwang.workflow import services
 from yiwang.workflow.models import Action, Attachment, Case, Extension, ProcessDefinition, Task
@@ -217,11 +218,11 @@ class TestTaskActions:
 
     def test_approve_with_files(self, media, started, alice, carol):
         case, task = started
-        files = [SimpleUploadedFile("意见.docx", b"abc"), SimpleUploadedFile("图.png", b"png!")]
+        files = [SimpleUploadedFile("意见.docx", sample.DOCX), SimpleUploadedFile("图.png", sample.PNG)]
         response = login(carol).post(f"{API}/tasks/{task.pk}/approve/", {"comment": "同意", "files": files})
         assert response.status_code == 200, response.content
         (entry,) = [x for x in login(alice).get(f"{API}/cases/{case.pk}/").json()["timeline"] if x["kind"] == "approve"]
-        assert [(f["name"], f["size"]) for f in entry["attachments"]] == [("意见.docx", 3), ("图.png", 4)]
+        assert [(f["name"], f["size"]) for f in entry["attachments"]] == [("意见.docx", len(sample.DOCX)), ("图.png", len(sample.PNG))]
 
     def test_bad_attachment_refused(self, media, started, carol):
         _case, task = started
@@ -494,10 +495,10 @@ class TestCases:
         assert response.status_code == 400 and "comment" in error(response)["details"]
         response = post(a, f"{API}/cases/{case.pk}/comment/", {"comment": "补充说明"})
         assert response.status_code == 201 and response.json()["kind"] == "comment"
-        response = a.post(f"{API}/cases/{case.pk}/comment/", {"files": [SimpleUploadedFile("报价.xlsx", b"12345")]})
+        response = a.post(f"{API}/cases/{case.pk}/comment/", {"files": [SimpleUploadedFile("报价.xlsx", sample.XLSX)]})
         assert response.status_code == 201, response.content
         assert response.json()["attachments"][0]["name"] == "报价.xlsx"
-        assert response.json()["attachments"][0]["size"] == 5
+        assert response.json()["attachments"][0]["size"] == len(sample.XLSX)
         assert post(login(bob), f"{API}/cases/{case.pk}/comment/", {"comment": "x"}).status_code == 404
 
     def test_suspend_and_resume(self, started, alice, carol):

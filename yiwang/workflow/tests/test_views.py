@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from yiwang.core.models import Notice
 from yiwang.core.notices import notice_send
+from yiwang.core.tests import files as sample
 from yiwang.org import services as org
 from yiwang.workflow import clock, services
 from yiwang.workflow.models import Action, Attachment, Case, Extension, ProcessDefinition, Task
@@ -395,16 +396,17 @@ class TestAttachments:
         task = open_task(carol)
         files = [
             SimpleUploadedFile("批示.pdf", b"%PDF-1.4 test", content_type="application/pdf"),
-            SimpleUploadedFile("预算.xlsx", b"PK fake", content_type="application/octet-stream"),
+            SimpleUploadedFile("预算.xlsx", sample.XLSX, content_type="application/octet-stream"),
         ]
         as_user(client, carol).post(task_url("task_approve", task), {"comment": "同意", "files": files})
         assert Attachment.objects.count() == 2
-        item = Attachment.objects.get(name="批示.pdf")
+        item = Attachment.objects.get(stored__name="批示.pdf")
         page = html(as_user(client, alice).get(case_url(case)))
         assert reverse("workflow:attachment", args=[item.pk]) in page and "批示.pdf" in page
         response = client.get(reverse("workflow:attachment", args=[item.pk]))
         assert response.status_code == 200
         assert response["Content-Disposition"].startswith("attachment;")
+        assert response["Content-Type"] == "application/pdf" and response["X-Content-Type-Options"] == "nosniff"
         assert b"".join(response.streaming_content) == b"%PDF-1.4 test"
         assert as_user(client, bob).get(reverse("workflow:attachment", args=[item.pk])).status_code == 404
 
@@ -421,7 +423,7 @@ class TestAttachments:
 
     def test_comment_with_file(self, client, alice, carol, simple):
         case = start(alice)
-        upload = SimpleUploadedFile("补充材料.docx", b"doc", content_type="application/octet-stream")
+        upload = SimpleUploadedFile("补充材料.docx", sample.DOCX, content_type="application/octet-stream")
         as_user(client, alice).post(
             reverse("workflow:case_comment", args=[case.pk]), {"comment": "", "files": [upload]}
         )
@@ -470,7 +472,7 @@ class TestCaseListAndStart:
         as_user(client, alice)
         page = html(client.get(reverse("workflow:case_start")))
         assert "测试流程" in page and "workflow.extension" not in page
-        upload = SimpleUploadedFile("请示.pdf", b"%PDF", content_type="application/pdf")
+        upload = SimpleUploadedFile("请示.pdf", sample.PDF, content_type="application/pdf")
         response = client.post(
             reverse("workflow:case_start"),
             {
