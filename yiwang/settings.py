@@ -308,6 +308,17 @@ YIWANG_EXCHANGE_FLUSH_SECONDS = envint("YIWANG_EXCHANGE_FLUSH_SECONDS", "5")
 # here (comma-separated host names or IPs, e.g. intranet consumer systems) may be private.
 YIWANG_WEBHOOK_ALLOWED_HOSTS = envlist("YIWANG_WEBHOOK_ALLOWED_HOSTS", "")
 
+# Uploaded spreadsheets (core.spreadsheet): an .xlsx's zip directory is checked before parsing,
+# then rows, columns and cells are bounded while streaming. A 1,000,000-row, 8-column sheet is
+# about 400 MB of worksheet XML (compressed ~7:1); parts read whole (shared strings) are smaller.
+YIWANG_SHEET_MAX_UNCOMPRESSED = envint("YIWANG_SHEET_MAX_UNCOMPRESSED_MB", "1024") << 20  # all parts
+YIWANG_SHEET_MAX_PART = envint("YIWANG_SHEET_MAX_PART_MB", "128") << 20  # each part other than a worksheet
+YIWANG_SHEET_MAX_RATIO = envint("YIWANG_SHEET_MAX_RATIO", "100")  # uncompressed : compressed, parts over 1 MB
+YIWANG_SHEET_MAX_MEMBERS = envint("YIWANG_SHEET_MAX_MEMBERS", "1000")
+YIWANG_SHEET_MAX_ROWS = envint("YIWANG_SHEET_MAX_ROWS", "1000000")  # data rows; an importer may ask for fewer
+YIWANG_SHEET_MAX_COLUMNS = envint("YIWANG_SHEET_MAX_COLUMNS", "256")
+YIWANG_SHEET_MAX_CELL_CHARS = envint("YIWANG_SHEET_MAX_CELL_CHARS", "32767")  # Excel's own limit
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

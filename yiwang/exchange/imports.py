@@ -44,7 +44,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import IO, Any
+from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files import File
@@ -55,6 +55,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from yiwang.core.audit import audit_record
+from yiwang.core.spreadsheet import Sheet, SheetError, sheet_kind, sheet_open
 from yiwang.core.validators import (
     USCC_CHARS,
     id_birth_date,
@@ -77,7 +78,7 @@ STAGE_BATCH = 10_000  # rows per COPY / INSERT into the staging table; progress 
 ANALYZE_AFTER = 100_000
 # Catalogue entries that make a unit the provider of a registry (a draft is enough to start loading it).
 PROVIDING_STATUSES = (CatalogEntry.Status.DRAFT, CatalogEntry.Status.REVIEW, CatalogEntry.Status.PUBLISHED)
-CSV_NAMES = (".csv", ".txt")
+EXCHANGE_MAX_ROWS = 2_000_000  # a 200 MB upload is about 1,500,000 residents
 XLSX_NAMES = (".xlsx", ".xlsm")
 
 
@@ -429,139 +430,6 @@ def header_map(spec: RegistrySpec, header: list[str]) -> dict[str, int]:
     return found
 
 
-# --- reading sheets ------------------------------------------------------------------------------
-
-
-class FileProblem(Exception):
-    """The file cannot be read further at ``row`` (bad bytes, broken quoting)."""
-
-    def __init__(self, row: int, message: str):
-        super().__init__(message)
-        self.row, self.message = row, message
-
-
-@dataclass
-class Sheet:
-    header: list[str]
-    rows: Iterator[tuple[int, list[str]]]  # (row number as in the spreadsheet, cells); blank rows skipped
-    estimate: int | None  # about how many data rows, for the progress bar
-
-
-def _sniff_encoding(sample: bytes) -> str:
-    try:
-        sample.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        if exc.start < len(sample) - 4:  # not just a character cut at the end of the sample
-            return "gb18030"  # WPS / Excel on Chinese Windows
-    return "utf-8-sig"
-
-
-def _csv_rows(reader, first: int) -> Iterator[tuple[int, list[str]]]:
-    number = first - 1
-    try:
-        for number, cells in enumerate(reader, start=first):
-            if any(cells):
-                yield number, cells
-    except UnicodeDecodeError:
-        raise FileProblem(number + 1, _("文件编码有误：请以 UTF-8 或 GB18030（GBK）编码保存为 CSV")) from None
-    except csv.Error as exc:
-        raise FileProblem(number + 1, _("CSV 格式有误：%(error)s") % {"error": exc}) from None
-
-
-def _raw(handle):
-    """The plain file object under Django's File wrappers (TextIOWrapper wants a real buffer)."""
-    while getattr(handle, "file", None) is not None and handle.file is not handle:
-        handle = handle.file
-    return handle
-
-
-def _open_csv(handle: IO[bytes], size: int | None) -> Sheet:
-    sample = handle.read(64 * 1024)
-    handle.seek(0)
-    text = io.TextIOWrapper(_raw(handle), encoding=_sniff_encoding(sample), newline="")
-    reader = csv.reader(text)
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise ValidationError(_("文件是空的。")) from None
-    except (UnicodeDecodeError, csv.Error):
-        raise ValidationError(_("无法读取表头：请以 UTF-8 或 GB18030（GBK）编码保存为 CSV。")) from None
-    estimate = None
-    lines = sample.count(b"\n")
-    if lines and size:
-        estimate = max(1, lines - 1) if len(sample) >= size else max(1, int(size * lines / len(sample)) - 1)
-    return Sheet(header=[h.strip() for h in header], rows=_csv_rows(reader, 2), estimate=estimate)
-
-
-def _xlsx_cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, float):
-        if value.is_integer() and abs(value) < 1e15:
-            return str(int(value))
-        return repr(value).upper() if abs(value) >= 1e15 else repr(value)
-    if isinstance(value, dt.datetime):
-        return value.date().isoformat() if value.time() == dt.time() else value.isoformat(sep=" ")
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    return str(value)
-
-
-def _open_xlsx(handle: IO[bytes]) -> Sheet:
-    import zipfile
-
-    import openpyxl
-
-    try:
-        book = openpyxl.load_workbook(_raw(handle), read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError, TypeError) as exc:
-        raise ValidationError(_("无法读取该 Excel 文件：%(error)s") % {"error": str(exc)[:100]}) from exc
-    sheet = book.worksheets[0]
-    rows = sheet.iter_rows(values_only=True)
-    try:
-        header = [_xlsx_cell(v).strip() for v in next(rows)]
-    except StopIteration:
-        raise ValidationError(_("文件是空的。")) from None
-    estimate = sheet.max_row - 1 if sheet.max_row and sheet.max_row > 1 else None
-
-    def cells() -> Iterator[tuple[int, list[str]]]:
-        for number, row in enumerate(rows, start=2):
-            values = [_xlsx_cell(v) for v in row]
-            if any(v.strip() for v in values):
-                yield number, values
-
-    return Sheet(header=header, rows=cells(), estimate=estimate)
-
-
-def file_kind(handle: IO[bytes], name: str) -> str:
-    """ "csv" or "xlsx" from the first bytes and the name; anything else is refused in Chinese."""
-    head = handle.read(8)
-    handle.seek(0)
-    if not head:
-        raise ValidationError(_("文件是空的。"))
-    lower = (name or "").lower()
-    if head.startswith(b"PK\x03\x04"):
-        if lower.endswith(CSV_NAMES):
-            raise ValidationError(_("文件内容是 Excel 表格，但扩展名是 .csv，请检查后重新上传。"))
-        return "xlsx"
-    if head.startswith(b"\xd0\xcf\x11\xe0") or lower.endswith(".xls"):
-        raise ValidationError(_("不支持旧版 .xls 文件，请在 Excel 中另存为 .xlsx 或 .csv 后再上传。"))
-    if not lower.endswith(CSV_NAMES) or b"\x00" in head:
-        raise ValidationError(_("只支持 .csv 或 .xlsx 格式的表格文件。"))
-    return "csv"
-
-
-def sheet_open(handle: IO[bytes], name: str, *, size: int | None = None) -> Sheet:
-    """Open an uploaded CSV or .xlsx for reading row by row."""
-    if file_kind(handle, name) == "xlsx":
-        return _open_xlsx(handle)
-    return _open_csv(handle, size)
-
-
 # --- starting an import -----------------------------------------------------------------------
 
 
@@ -586,7 +454,7 @@ def import_start(*, actor: User, registry_code: str, upload) -> ImportRun:
         )
     name = os.path.basename((upload.name or "").replace("\\", "/"))[:200] or "upload.csv"
     try:
-        kind = file_kind(upload, name)
+        kind = sheet_kind(upload, name)
     except ValidationError as error:
         raise ValidationError({"file": error.messages}) from None
     # the stored name carries no personal data and no length surprises; the original is kept apart
@@ -722,7 +590,7 @@ def _import(run: ImportRun, spec: RegistrySpec, stage: _Stage) -> ImportRun:
         return _invalid(run, [_error_line(0, "", _("上传的文件已丢失，请重新上传。"))], 1, 0, None)
     with handle, tempfile.TemporaryFile(mode="w+", encoding="utf-8", newline="") as report:
         try:
-            sheet = sheet_open(handle, run.file_name, size=run.file.size)
+            sheet = sheet_open(handle, run.file_name, max_rows=EXCHANGE_MAX_ROWS)
             found = header_map(spec, sheet.header)
         except ValidationError as error:
             lines = [_error_line(1, _("表头"), message) for message in error.messages]
@@ -782,9 +650,9 @@ def _check(run, spec: RegistrySpec, sheet: Sheet, found: dict[str, int], stage: 
                 stage.write(batch)
                 batch = []
                 _progress(run, done_rows=outcome.total)
-    except FileProblem as problem:
+    except SheetError as problem:
         outcome.error_rows += 1
-        writer.writerow((problem.row, "", problem.message))
+        writer.writerow((problem.row or "", problem.cell, problem.message))
         return outcome  # the rest of the file cannot be read: nothing will be loaded
     stage.write(batch)
     _progress(run, done_rows=outcome.total, total_rows=outcome.total)

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import io
 import re
-import zipfile
-import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from xml.etree.ElementTree import ParseError
 
 import openpyxl
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -26,10 +23,10 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.comments import Comment
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
-from openpyxl.utils.exceptions import InvalidFileException
 
 from yiwang.core.audit import audit_record
 from yiwang.core.permissions import can_see_unit
+from yiwang.core.spreadsheet import Sheet, SheetError, sheet_open
 from yiwang.core.validators import normalise_mobile, validate_mobile, validate_visible_text
 
 from . import selectors, services
@@ -69,21 +66,6 @@ PERSON_ACTIVE, PERSON_INACTIVE = "启用", "停用"
 _USERNAME_RE = re.compile(r"^[\w.@+-]+$")
 _HEADER_FONT = Font(bold=True)
 _EXAMPLE_FONT = Font(italic=True, color="808080")
-# What openpyxl raises on a file that is not a readable .xlsx (zip, XML or workbook parts).
-_UNREADABLE = (
-    zipfile.BadZipFile,
-    zipfile.LargeZipFile,
-    InvalidFileException,
-    KeyError,
-    ValueError,
-    TypeError,
-    IndexError,
-    AttributeError,
-    OSError,
-    EOFError,
-    ParseError,
-    zlib.error,
-)
 
 
 def no_password_note() -> str:
@@ -252,39 +234,22 @@ def _to_bytes(book) -> bytes:
 Record = dict[str, str]
 
 
-def _text(value) -> str:
-    """A cell as text: a mobile typed as a number (13800138000 or 13800138000.0) gives its digits."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).strip()
-
-
 def _read(file, columns) -> tuple[list[tuple[int, Record]], list[RowError]]:
     """The data rows of the first sheet as (row number, {key: text}), or file-level errors."""
-    unreadable = [RowError(1, "", _("文件无法读取，请使用本页提供的模板（.xlsx）"))]
     try:
-        book = openpyxl.load_workbook(file, read_only=True, data_only=True)
-    except _UNREADABLE:
-        return [], unreadable
-    try:
-        if not book.worksheets:
-            return [], unreadable
-        return _read_sheet(book.worksheets[0], columns)
-    except _UNREADABLE:
-        return [], unreadable
-    finally:
-        book.close()
+        return _read_sheet(sheet_open(file, kind="xlsx"), columns)
+    except SheetError as error:
+        if error.code == "unreadable":
+            return [], [RowError(1, "", _("文件无法读取，请使用本页提供的模板（.xlsx）"))]
+        if error.code == "empty":
+            return [], [RowError(1, "", _("文件中没有数据行"))]
+        return [], [RowError(error.row or 1, error.cell, error.message)]
 
 
-def _read_sheet(sheet, columns) -> tuple[list[tuple[int, Record]], list[RowError]]:
+def _read_sheet(sheet: Sheet, columns) -> tuple[list[tuple[int, Record]], list[RowError]]:
     no_data = [RowError(1, "", _("文件中没有数据行"))]
-    sheet.reset_dimensions()  # the stored size may be wrong in files from other tools
-    rows = sheet.iter_rows(values_only=True)
-    header = [_text(v) for v in next(rows, None) or ()]
+    rows = sheet.rows
+    header = sheet.header
     if not any(header):
         return [], no_data
     keys = {h: key for h, key, _req in columns}
@@ -304,12 +269,12 @@ def _read_sheet(sheet, columns) -> tuple[list[tuple[int, Record]], list[RowError
     if errors:
         return [], errors
     data = []
-    for number, values in enumerate(rows, start=2):
+    for number, values in rows:
         record = {key: "" for _h, key, _req in columns}
-        record |= {key: _text(values[i]) for key, i in positions.items() if i < len(values)}
+        record |= {key: values[i].strip() for key, i in positions.items() if i < len(values)}
         if not any(record.values()):
             continue
-        if values and _text(values[0]).startswith(EXAMPLE_PREFIX):
+        if values and values[0].strip().startswith(EXAMPLE_PREFIX):
             continue
         if len(data) == MAX_ROWS:
             return [], [RowError(1, "", _("数据行超过 %(max)s 行，请分批导入") % {"max": MAX_ROWS})]
