@@ -33,6 +33,7 @@ from . import selectors, services
 from .models import Post, Role, Unit, User
 
 MAX_ROWS = 10_000
+PROGRESS_EVERY = 100  # rows between two progress reports of a background import
 EXAMPLE_PREFIX = "示例"
 
 # Headers are part of the file format, so they stay Chinese whatever the UI language.
@@ -307,12 +308,20 @@ def _choice_lookup(choices) -> dict[str, str]:
     return lookup
 
 
-def _write_all(items: list, write_one: Callable, field_headers: dict[str, str]) -> list[RowError]:
+Progress = Callable[[int, int], None]  # (rows written, rows to write); runs inside the transaction: no DB writes
+
+
+def _write_all(
+    items: list, write_one: Callable, field_headers: dict[str, str], progress: Progress | None = None
+) -> list[RowError]:
     """Write every item in one transaction; on a service error, roll back and report that row."""
     current = None
+    total = len(items)
     try:
         with transaction.atomic():
-            for item in items:
+            for done, item in enumerate(items):
+                if progress is not None and done % PROGRESS_EVERY == 0:
+                    progress(done, total)
                 current = item
                 write_one(item)
     except ValidationError as error:
@@ -345,7 +354,7 @@ class _UnitRow:
     address: str
 
 
-def units_import(*, actor: User, file) -> ImportResult:
+def units_import(*, actor: User, file, progress: Progress | None = None) -> ImportResult:
     """Create the units in an .xlsx (parents first) through ``services.unit_create``, or none."""
     records, errors = _read(file, UNIT_COLUMNS)
     if errors:
@@ -447,7 +456,7 @@ def units_import(*, actor: User, file) -> ImportResult:
 
     field_headers = headers | {"parent": headers["parent_code"]}
     try:
-        errors = _write_all(ordered, write, field_headers)
+        errors = _write_all(ordered, write, field_headers, progress)
     finally:
         actor.forget_scope()
     return ImportResult(created=0 if errors else len(ordered), errors=errors)
@@ -498,7 +507,7 @@ def _assignable_roles() -> list[Role]:
     return list(Role.objects.filter(is_public=False).exclude(code=Role.SYSTEM).order_by("id"))
 
 
-def people_import(*, actor: User, file) -> ImportResult:
+def people_import(*, actor: User, file, progress: Progress | None = None) -> ImportResult:
     """Create the people in an .xlsx with their posts through ``services.person_create``, or none.
 
     Rows with the same username are one person with several posts; the first row gives the
@@ -600,7 +609,7 @@ def people_import(*, actor: User, file) -> ImportResult:
 
     field_headers = headers | {"unit": headers["unit_code"], "__all__": ""}
     items = list(people.values())
-    errors = _write_all(items, write, field_headers)
+    errors = _write_all(items, write, field_headers, progress)
     return ImportResult(created=0 if errors else len(items), errors=errors)
 
 

@@ -318,3 +318,42 @@ class ApiKey(TimeStamped):
     def is_usable(self) -> bool:
         now = timezone.now()
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+class ImportJob(TimeStamped):
+    """An Excel import of units or people run by a worker (批量导入任务): checked, then written at once."""
+
+    class Kind(models.TextChoices):
+        UNITS = "units", _("单位")
+        PEOPLE = "people", _("人员")
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("排队中")
+        RUNNING = "running", _("导入中")
+        DONE = "done", _("已导入")
+        FAILED = "failed", _("未导入")
+
+    FINISHED = (Status.DONE, Status.FAILED)
+
+    kind = models.CharField(_("类型"), max_length=8, choices=Kind.choices)
+    status = models.CharField(_("状态"), max_length=8, choices=Status.choices, default=Status.QUEUED)
+    actor = models.ForeignKey(User, verbose_name=_("导入人"), on_delete=models.PROTECT, related_name="import_jobs")
+    file_name = models.CharField(_("文件名"), max_length=200)
+    # The upload (≤ 5 MB) until the worker has read it; emptied afterwards.
+    content = models.BinaryField(editable=False, default=b"")
+    created_count = models.PositiveIntegerField(_("导入条数"), default=0)
+    errors = models.JSONField(_("问题"), default=list, blank=True)  # [[row, column, message], …]
+    started_at = models.DateTimeField(_("开始时间"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("完成时间"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("导入任务")
+        verbose_name_plural = _("导入任务")
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} · {self.file_name}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED

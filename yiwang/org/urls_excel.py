@@ -11,4 +11,6 @@ urlpatterns = [
     path("people/export/", views_excel.people_export, name="person_export"),
     path("people/template/", views_excel.people_template, name="person_template"),
     path("people/import/", views_excel.people_import, name="person_import"),
+    path("imports/<int:pk>/", views_excel.import_job, name="import_job"),
+    path("imports/<int:pk>/progress/", views_excel.import_job_progress, name="import_job_progress"),
 ]

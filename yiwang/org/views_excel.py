@@ -5,17 +5,18 @@ Thin like views.py: the form checks the upload, ``excel`` reads, checks and writ
 
 from __future__ import annotations
 
-from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET
 
-from . import excel, selectors, services
+from . import excel, imports, selectors, services
 from .forms import ImportForm, PersonFilterForm, UnitFilterForm
+from .models import ImportJob
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 MAX_ERRORS_SHOWN = 500
@@ -73,16 +74,13 @@ def _ensure_can_import(user) -> None:
         raise PermissionDenied(_("无权导入：您不是任何单位的管理员。"))
 
 
-def _import_page(request, *, importer, columns, title, template_url, list_url, note=""):
+def _import_page(request, *, kind, columns, title, template_url, list_url, note=""):
+    """The upload form; a valid upload becomes a background job whose page shows its progress."""
     _ensure_can_import(request.user)
     form = ImportForm(request.POST or None, request.FILES or None)
-    errors = []
     if request.method == "POST" and form.is_valid():
-        result = importer(actor=request.user, file=form.cleaned_data["file"])
-        if not result.errors:
-            messages.success(request, _("已导入 %(count)s 条") % {"count": result.created})
-            return redirect(list_url)
-        errors = result.errors
+        job = imports.import_job_create(actor=request.user, kind=kind, file=form.cleaned_data["file"])
+        return redirect("org:import_job", pk=job.pk)
     return render(
         request,
         "org/import.html",
@@ -93,9 +91,6 @@ def _import_page(request, *, importer, columns, title, template_url, list_url, n
             "template_url": template_url,
             "list_url": list_url,
             "note": note,
-            "errors": errors[:MAX_ERRORS_SHOWN],
-            "error_count": len(errors),
-            "errors_hidden": max(len(errors) - MAX_ERRORS_SHOWN, 0),
             "max_rows": excel.MAX_ROWS,
         },
     )
@@ -105,7 +100,7 @@ def _import_page(request, *, importer, columns, title, template_url, list_url, n
 def units_import(request):
     return _import_page(
         request,
-        importer=excel.units_import,
+        kind=ImportJob.Kind.UNITS,
         columns=excel.UNIT_COLUMNS,
         title=_("导入单位"),
         template_url=reverse("org:unit_template"),
@@ -118,10 +113,55 @@ def units_import(request):
 def people_import(request):
     return _import_page(
         request,
-        importer=excel.people_import,
+        kind=ImportJob.Kind.PEOPLE,
         columns=excel.PERSON_COLUMNS,
         title=_("导入人员"),
         template_url=reverse("org:person_template"),
         list_url=reverse("org:person_list"),
         note=_("同一用户名写多行表示一人兼多个岗位。") + excel.no_password_note(),
     )
+
+
+# --- import jobs ----------------------------------------------------------------------------
+
+_JOB_PAGES = {
+    ImportJob.Kind.UNITS: ("org:unit_import", "org:unit_list"),
+    ImportJob.Kind.PEOPLE: ("org:person_import", "org:person_list"),
+}
+
+
+def _get_job(request, pk: int) -> ImportJob:
+    """A job is seen by the person who uploaded it only."""
+    job = ImportJob.objects.filter(pk=pk, actor=request.user).first()
+    if job is None:
+        raise Http404(_("导入任务不存在或无权查看。"))
+    return job
+
+
+def _job_context(request, job: ImportJob) -> dict:
+    import_url, list_url = (reverse(name) for name in _JOB_PAGES[job.kind])
+    errors = [excel.RowError(*e) for e in job.errors]
+    return {
+        "job": job,
+        "progress": imports.import_job_progress(job),
+        "import_url": import_url,
+        "list_url": list_url,
+        "errors": errors[:MAX_ERRORS_SHOWN],
+        "error_count": len(errors),
+        "errors_hidden": max(len(errors) - MAX_ERRORS_SHOWN, 0),
+    }
+
+
+@require_GET
+@login_required
+def import_job(request, pk: int):
+    job = _get_job(request, pk)
+    title = _("导入单位") if job.kind == ImportJob.Kind.UNITS else _("导入人员")
+    return render(request, "org/import_job.html", {**_job_context(request, job), "title": title})
+
+
+@require_GET
+@login_required
+def import_job_progress(request, pk: int):
+    """htmx, every second until the job is finished: the job's live part."""
+    return render(request, "org/_import_job_body.html", _job_context(request, _get_job(request, pk)))
