@@ -164,6 +164,26 @@ AXES_LOCKOUT_CALLABLE = "yiwang.org.views.locked_out"
 AXES_USERNAME_FORM_FIELD = "username"
 AXES_VERBOSE = False
 
+# Single sign-on with the province's identity service (OIDC, org/oidc.py), beside the password:
+# on when a client id and the endpoints (or a discovery URL) are set. Accounts are never created.
+OIDC_RP_CLIENT_ID = env("OIDC_RP_CLIENT_ID", "")
+OIDC_RP_CLIENT_SECRET = env("OIDC_RP_CLIENT_SECRET", "")
+OIDC_OP_DISCOVERY_URL = env("OIDC_OP_DISCOVERY_URL", "")  # …/.well-known/openid-configuration
+OIDC_OP_AUTHORIZATION_ENDPOINT = env("OIDC_OP_AUTHORIZATION_ENDPOINT", "")
+OIDC_OP_TOKEN_ENDPOINT = env("OIDC_OP_TOKEN_ENDPOINT", "")
+OIDC_OP_USER_ENDPOINT = env("OIDC_OP_USER_ENDPOINT", "")
+OIDC_OP_JWKS_ENDPOINT = env("OIDC_OP_JWKS_ENDPOINT", "")
+OIDC_RP_SIGN_ALGO = env("OIDC_RP_SIGN_ALGO", "RS256")
+OIDC_RP_SCOPES = env("OIDC_RP_SCOPES", "openid profile phone")
+OIDC_CREATE_USER = False
+OIDC_USE_PKCE = True
+OIDC_TIMEOUT = envint("OIDC_TIMEOUT", "10")
+OIDC_AUTHENTICATION_CALLBACK_URL = "org:oidc_callback"
+YIWANG_OIDC_ID_CLAIM = env("YIWANG_OIDC_ID_CLAIM", "id_number")  # the claim holding the 公民身份号码
+YIWANG_OIDC_MOBILE_CLAIM = env("YIWANG_OIDC_MOBILE_CLAIM", "phone_number")
+if OIDC_RP_CLIENT_ID:
+    AUTHENTICATION_BACKENDS.append("yiwang.org.oidc.ProvincialOIDCBackend")
+
 OTP_TOTP_ISSUER = env("OTP_TOTP_ISSUER", "yiwang 一网")
 # Platform admins must pass TOTP; set to 0 only for a throwaway local demo.
 YIWANG_ADMIN_2FA = envbool("YIWANG_ADMIN_2FA", "1")

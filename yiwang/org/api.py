@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, viewsets
-from rest_framework.decorators import api_view
+from rest_framework.decorators import action, api_view
 from rest_framework.response import Response
 
 from yiwang.core.api import IsAuthenticatedScoped
 from yiwang.core.validators import normalise_mobile, validate_mobile, validate_visible_text
 
 from . import selectors, services
-from .models import Post, Role, Unit, User
+from .backends import user_for_login
+from .models import Delegation, Post, Role, Unit, User
 
 
 class UnitSerializer(serializers.ModelSerializer):
@@ -89,6 +91,27 @@ class RoleSerializer(serializers.ModelSerializer):
         fields = ["code", "name", "scope", "description"]
 
 
+class UnitMergeSerializer(serializers.Serializer):
+    into = serializers.IntegerField(min_value=1, help_text="并入单位的 id；下级单位和在岗人员转到该单位")
+
+
+class UnitAbolishSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=200, validators=[validate_visible_text], help_text="撤销依据，如文件文号")
+
+
+class DelegationSerializer(serializers.ModelSerializer):
+    principal = serializers.CharField(source="principal.username", read_only=True)
+    delegate = serializers.CharField(
+        source="delegate.username", max_length=150, help_text="代理人用户名或手机号（创建时）"
+    )
+    is_current = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = Delegation
+        fields = ["id", "principal", "delegate", "starts_at", "ends_at", "reason", "revoked_at", "is_current"]
+        read_only_fields = ["revoked_at"]
+
+
 def _as_api_error(error: ValidationError):
     return serializers.ValidationError(error.message_dict if hasattr(error, "error_dict") else error.messages)
 
@@ -138,6 +161,33 @@ class UnitViewSet(
         except ValidationError as error:
             raise _as_api_error(error) from None
 
+    @extend_schema(summary="合并单位（机构合并）", request=UnitMergeSerializer, responses=UnitSerializer)
+    @action(detail=True, methods=["post"])
+    def merge(self, request, pk=None):
+        unit = self.get_object()
+        incoming = UnitMergeSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        into = selectors.unit_list(user=request.user).filter(pk=incoming.validated_data["into"]).first()
+        if into is None:
+            raise serializers.ValidationError({"into": [_("并入单位不存在或无权查看。")]})
+        try:
+            unit = services.unit_merge(actor=request.user, unit=unit, into=into)
+        except ValidationError as error:
+            raise _as_api_error(error) from None
+        return Response(UnitSerializer(unit).data)
+
+    @extend_schema(summary="撤销单位（机构撤销）", request=UnitAbolishSerializer, responses=UnitSerializer)
+    @action(detail=True, methods=["post"])
+    def abolish(self, request, pk=None):
+        unit = self.get_object()
+        incoming = UnitAbolishSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        try:
+            unit = services.unit_abolish(actor=request.user, unit=unit, reason=incoming.validated_data["reason"])
+        except ValidationError as error:
+            raise _as_api_error(error) from None
+        return Response(UnitSerializer(unit).data)
+
 
 @extend_schema_view(
     list=extend_schema(
@@ -177,6 +227,47 @@ class PersonViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
             raise _as_api_error(error) from None
         person = self.get_queryset().get(pk=person.pk)
         return Response(PersonSerializer(person).data, status=201)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="委托列表（本人给出或收到的）"),
+    retrieve=extend_schema(summary="委托详情"),
+    create=extend_schema(summary="设置委托（本人委托他人代理）"),
+)
+class DelegationViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
+):
+    serializer_class = DelegationSerializer
+    api_scope = "org"
+    permission_classes = [IsAuthenticatedScoped]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no user
+            return Delegation.objects.none()
+        return selectors.delegation_list(user=self.request.user).order_by("-starts_at", "-id")
+
+    def perform_create(self, serializer):
+        data = serializer.validated_data
+        delegate = user_for_login(data["delegate"]["username"])
+        if delegate is None or delegate.is_system:
+            raise serializers.ValidationError({"delegate": [_("找不到该人员。")]})
+        try:
+            serializer.instance = services.delegation_create(
+                actor=self.request.user,
+                principal=self.request.user,
+                delegate=delegate,
+                starts_at=data["starts_at"],
+                ends_at=data["ends_at"],
+                reason=data["reason"],
+            )
+        except ValidationError as error:
+            raise _as_api_error(error) from None
+
+    @extend_schema(summary="撤销委托", request=None, responses=DelegationSerializer)
+    @action(detail=True, methods=["post"])
+    def revoke(self, request, pk=None):
+        delegation = services.delegation_revoke(actor=request.user, delegation=self.get_object())
+        return Response(DelegationSerializer(delegation).data)
 
 
 @extend_schema_view(list=extend_schema(summary="角色列表"), retrieve=extend_schema(summary="角色详情"))

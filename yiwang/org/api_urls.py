@@ -9,5 +9,6 @@ router = SimpleRouter()
 router.register("units", api.UnitViewSet, basename="unit")
 router.register("people", api.PersonViewSet, basename="person")
 router.register("roles", api.RoleViewSet, basename="role")
+router.register("delegations", api.DelegationViewSet, basename="delegation")
 
 urlpatterns = [path("me/", api.me, name="me"), *router.urls]

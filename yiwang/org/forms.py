@@ -87,6 +87,28 @@ class UnitForm(forms.Form):
         return self.parents[parent_id]
 
 
+class UnitMergeForm(forms.Form):
+    merged_into = forms.TypedChoiceField(label=_("并入单位"), coerce=int)
+
+    def __init__(self, *args, targets, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.targets = {u.pk: u for u in targets}
+        self.fields["merged_into"].choices = _unit_choices(targets)
+        self.fields["merged_into"].help_text = _("下级单位和在岗人员将转到并入单位，本单位标记为“已合并”。")
+
+    def clean_merged_into(self):
+        return self.targets[self.cleaned_data["merged_into"]]
+
+
+class UnitAbolishForm(forms.Form):
+    reason = forms.CharField(
+        label=_("撤销依据"),
+        max_length=200,
+        validators=[validate_visible_text],
+        help_text=_("如机构改革文件文号。只有没有下级单位、没有在岗人员的单位可以撤销。"),
+    )
+
+
 class PersonFilterForm(forms.Form):
     q = forms.CharField(label=_("姓名/用户名/手机"), required=False)
     unit = forms.TypedChoiceField(label=_("单位"), required=False, coerce=int, empty_value=None)

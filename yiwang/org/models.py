@@ -11,7 +11,7 @@ from django.utils.translation import gettext_lazy as _
 
 from yiwang.core.models import Searchable, TimeStamped
 from yiwang.core.permissions import ALL
-from yiwang.core.validators import validate_mobile, validate_visible_text
+from yiwang.core.validators import validate_mobile, validate_resident_id, validate_visible_text
 
 
 class Unit(Searchable, TimeStamped):
@@ -112,6 +112,10 @@ class User(Searchable, AbstractUser):
     full_name = models.CharField(_("姓名"), max_length=50, blank=True, validators=[validate_visible_text])
     mobile = models.CharField(
         _("手机号码"), max_length=11, blank=True, null=True, unique=True, validators=[validate_mobile]
+    )
+    # 公民身份号码: maps a provincial single-sign-on identity to this account (org/oidc.py)
+    id_number = models.CharField(
+        _("公民身份号码"), max_length=18, blank=True, null=True, unique=True, validators=[validate_resident_id]
     )
     is_system = models.BooleanField(_("系统账号"), default=False)
 

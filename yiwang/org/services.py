@@ -194,6 +194,8 @@ def unit_merge(*, actor: User | None, unit: Unit, into: Unit) -> Unit:
     if actor is not None:
         ensure_can_manage(actor, unit)
         ensure_can_manage(actor, into)
+    if not unit.is_active:
+        raise ValidationError(_("该单位已合并或撤销。"))
     if into.pk == unit.pk or into.path.startswith(unit.path):
         raise ValidationError({"merged_into": _("不能并入自身或其下级单位。")})
     if not into.is_active:
@@ -223,6 +225,33 @@ def unit_merge(*, actor: User | None, unit: Unit, into: Unit) -> Unit:
         obj=unit,
         unit_id=unit.pk,
         changes={"merged_into": [None, into.pk], "posts_moved": [0, moved_posts]},
+    )
+    return unit
+
+
+@transaction.atomic
+def unit_abolish(*, actor: User | None, unit: Unit, reason: str) -> Unit:
+    """Abolish an empty unit (机构撤销): no active sub-units and no one holding a post in it."""
+    if actor is not None:
+        ensure_can_manage(actor, unit)
+    if not unit.is_active:
+        raise ValidationError(_("该单位已合并或撤销。"))
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": _("请填写撤销依据（如机构改革文件文号）。")})
+    _validate_names(reason=reason)
+    if unit.children.filter(status=Unit.Status.ACTIVE).exists():
+        raise ValidationError(_("该单位还有下级单位，请先将其合并或撤销。"))
+    if Post.objects.filter(unit=unit, active=True).exists():
+        raise ValidationError(_("该单位还有在岗人员，请先调出人员，或改为合并到其他单位。"))
+    unit.status = Unit.Status.ABOLISHED
+    unit.save(update_fields=["status", "updated_at"])
+    audit_record(
+        actor=actor,
+        action="org.unit.abolish",
+        obj=unit,
+        unit_id=unit.pk,
+        changes={"status": [Unit.Status.ACTIVE, Unit.Status.ABOLISHED], "reason": [None, reason]},
     )
     return unit
 

@@ -1,13 +1,15 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import views
+from . import oidc, views
 from .urls_excel import urlpatterns as views_excel_urls
 
 app_name = "org"
 
 urlpatterns = [
     path("login/", views.LoginView.as_view(), name="login"),
+    path("login/oidc/", oidc.LoginStart.as_view(), name="oidc_login"),
+    path("login/oidc/callback/", oidc.Callback.as_view(), name="oidc_callback"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("switch/", views.switch_post, name="switch_post"),
     path("password/", views.PasswordChangeView.as_view(), name="password_change"),
@@ -17,6 +19,8 @@ urlpatterns = [
     path("units/new/", views.unit_create, name="unit_create"),
     path("units/<int:pk>/", views.unit_detail, name="unit_detail"),
     path("units/<int:pk>/edit/", views.unit_edit, name="unit_edit"),
+    path("units/<int:pk>/merge/", views.unit_merge, name="unit_merge"),
+    path("units/<int:pk>/abolish/", views.unit_abolish, name="unit_abolish"),
     path("people/", views.person_list, name="person_list"),
     path("people/new/", views.person_create, name="person_create"),
     path("people/<int:pk>/", views.person_detail, name="person_detail"),

@@ -38,8 +38,10 @@ from .forms import (
     PostForm,
     SetPasswordForm,
     SystemForm,
+    UnitAbolishForm,
     UnitFilterForm,
     UnitForm,
+    UnitMergeForm,
 )
 from .middleware import SESSION_POST
 from .models import Post
@@ -218,6 +220,61 @@ def unit_edit(request, pk: int):
         {
             "form": form,
             "title": _("编辑单位：%(name)s") % {"name": unit.name},
+            "cancel_url": reverse("org:unit_detail", args=[unit.pk]),
+        },
+    )
+
+
+@login_required
+def unit_merge(request, pk: int):
+    """合并: the unit's sub-units and people move to another unit (GET and POST both need the right)."""
+    unit = _get_or_404(selectors.unit_list(user=request.user, status="active"), pk)
+    services.ensure_can_manage(request.user, unit)
+    targets = [u for u in _manageable_units(request.user) if not u.path.startswith(unit.path)]
+    form = UnitMergeForm(request.POST or None, targets=targets)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.unit_merge(actor=request.user, unit=unit, into=form.cleaned_data["merged_into"])
+        except ValidationError as error:
+            add_service_errors(form, error)
+        else:
+            messages.success(
+                request, _("已将 %(unit)s 并入 %(into)s。") % {"unit": unit.name, "into": unit.merged_into.name}
+            )
+            return redirect("org:unit_detail", pk=unit.merged_into_id)
+    return render(
+        request,
+        "org/form_page.html",
+        {
+            "form": form,
+            "title": _("合并单位：%(name)s") % {"name": unit.name},
+            "submit_label": _("合并"),
+            "cancel_url": reverse("org:unit_detail", args=[unit.pk]),
+        },
+    )
+
+
+@login_required
+def unit_abolish(request, pk: int):
+    """撤销: an empty unit is closed (GET and POST both need the right)."""
+    unit = _get_or_404(selectors.unit_list(user=request.user, status="active"), pk)
+    services.ensure_can_manage(request.user, unit)
+    form = UnitAbolishForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.unit_abolish(actor=request.user, unit=unit, reason=form.cleaned_data["reason"])
+        except ValidationError as error:
+            add_service_errors(form, error)
+        else:
+            messages.success(request, _("已撤销单位：%(name)s") % {"name": unit.name})
+            return redirect("org:unit_detail", pk=unit.pk)
+    return render(
+        request,
+        "org/form_page.html",
+        {
+            "form": form,
+            "title": _("撤销单位：%(name)s") % {"name": unit.name},
+            "submit_label": _("撤销"),
             "cancel_url": reverse("org:unit_detail", args=[unit.pk]),
         },
     )
