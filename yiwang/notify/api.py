@@ -284,6 +284,9 @@ class NotifyJobInputSerializer(serializers.Serializer):
         allow_empty_file=True, help_text="收件人表格 .csv 或 .xlsx：首行表头，含“手机号”列和每个占位符一列"
     )
     callback_url = _callback_field()
+    allow_duplicates = serializers.BooleanField(
+        required=False, default=False, help_text="允许重复号码：默认同一号码（统一格式后）只发一条，其余行计入 duplicate_rows"
+    )
 
 
 class NotifyJobConfirmInputSerializer(serializers.Serializer):
@@ -388,6 +391,8 @@ class NotifyJobSerializer(serializers.ModelSerializer):
             "valid_rows",
             "invalid_rows",
             "opted_out_rows",
+            "duplicate_rows",
+            "allow_duplicates",
             "parts",
             "problem",
             "created_at",
@@ -695,6 +700,7 @@ class JobViewSet(NotifyViewMixin, viewsets.GenericViewSet):
                 upload=data["file"],
                 test=caller.test,
                 callback_url=data["callback_url"],
+                allow_duplicates=data["allow_duplicates"],
             )
         return self._detail(job.pk, status=201)
 

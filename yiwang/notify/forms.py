@@ -219,6 +219,11 @@ class JobUploadForm(forms.Form):
             "CSV 或 Excel（.xlsx），第一行为表头：一列“手机号”，模板的每个占位符各一列；最多 100 万行、100 MB。"
         ),
     )
+    allow_duplicates = forms.BooleanField(
+        label=_("允许重复号码"),
+        required=False,
+        help_text=_("默认每个号码只发一条；勾选后同一号码出现在多行时每行各发一条（如每行内容不同的通知）。"),
+    )
 
     def __init__(self, *args, unit: Unit, **kwargs):
         super().__init__(*args, **kwargs)

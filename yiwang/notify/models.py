@@ -123,6 +123,8 @@ class Job(TimeStamped):
     valid_rows = models.PositiveIntegerField(_("有效行数"), default=0)
     invalid_rows = models.PositiveIntegerField(_("错误行数"), default=0)
     opted_out_rows = models.PositiveIntegerField(_("退订号码"), default=0)
+    duplicate_rows = models.PositiveIntegerField(_("重复号码"), default=0)  # same number as an earlier row
+    allow_duplicates = models.BooleanField(_("允许重复号码"), default=False)  # off: one SMS per number
     parts = models.PositiveIntegerField(_("计费条数"), default=0)
     errors = models.JSONField(_("错误样例"), default=list, blank=True)  # first rows with problems, for the preview
     error_report = models.FileField(_("错误报告"), upload_to="notify/errors/", blank=True)

@@ -289,9 +289,19 @@ INSERT_BATCH = 5000
 
 @transaction.atomic
 def job_create(
-    *, actor: User, unit: Unit, template: Template, upload, test: bool = False, callback_url: str = ""
+    *,
+    actor: User,
+    unit: Unit,
+    template: Template,
+    upload,
+    test: bool = False,
+    callback_url: str = "",
+    allow_duplicates: bool = False,
 ) -> Job:
-    """Accept a recipients sheet; it is validated in the background (progress on the job page)."""
+    """Accept a recipients sheet; it is validated in the background (progress on the job page).
+
+    A number on several rows (however written) gets one SMS unless ``allow_duplicates``.
+    """
     if not can_use_unit(actor, unit):
         raise PermissionDenied(_("无权以该单位名义群发短信。"))
     if template.unit_id != unit.pk or not template.active:
@@ -304,7 +314,7 @@ def job_create(
     # Refuse what is plainly not a sheet now, not after a background run.
     spreadsheet.open_sheet(upload, name)
     job = Job.objects.create(unit=unit, template=template, created_by=actor, source_name=name, test=test,
-                             callback_url=callback_url, source=upload)  # fmt: skip
+                             callback_url=callback_url, source=upload, allow_duplicates=allow_duplicates)  # fmt: skip
     audit_record(actor=actor, action="notify.job.create", obj=job, unit_id=unit.pk)
     from . import tasks
 
@@ -342,7 +352,8 @@ def job_validate(*, job: Job, progress_every: int = 20000) -> Job:
     if job.status != Job.Status.VALIDATING:
         return job
     template, policy = job.template, policy_for(job.unit)
-    counts = {"total": 0, "valid": 0, "invalid": 0, "opted_out": 0, "parts": 0}
+    counts = {"total": 0, "valid": 0, "invalid": 0, "opted_out": 0, "duplicate": 0, "parts": 0}
+    seen: set[int] = set()  # normalised numbers already taken (ints: ~1/3 the memory of str at 1M rows)
     sample: list[list] = []
     with job.source.open("rb") as upload, tempfile.TemporaryFile() as report:
         report_text = io.TextIOWrapper(report, encoding="utf-8-sig", newline="")
@@ -367,6 +378,13 @@ def job_validate(*, job: Job, progress_every: int = 20000) -> Job:
                 if prepared is not None and prepared.mobile in opted_out:
                     prepared, problem = None, _("号码已退订")
                     counts["opted_out"] += 1
+                if prepared is not None and not job.allow_duplicates:
+                    key = int(prepared.mobile)
+                    if key in seen:
+                        prepared, problem = None, _("号码重复（已在前面的行中），不重复发送")
+                        counts["duplicate"] += 1
+                    else:
+                        seen.add(key)
                 if prepared is None:
                     counts["invalid"] += 1
                     row = [number, values[mobile_col] if mobile_col < len(values) else "", problem]
@@ -395,6 +413,7 @@ def job_validate(*, job: Job, progress_every: int = 20000) -> Job:
         report_text.detach()
     job.total_rows, job.valid_rows, job.invalid_rows = counts["total"], counts["valid"], counts["invalid"]
     job.opted_out_rows, job.parts, job.processed_rows = counts["opted_out"], counts["parts"], counts["total"]
+    job.duplicate_rows = counts["duplicate"]
     job.errors = sample
     job.status = Job.Status.VALIDATED
     job.source.delete(save=False)  # the rows are saved; the uploaded sheet (personal data) is not kept

@@ -637,8 +637,9 @@ def job_create(request):
     if posted and form.is_valid():
         try:
             job = services.job_create(
-                actor=request.user, unit=unit, template=form.cleaned_data["template"], upload=form.cleaned_data["file"]
-            )
+                actor=request.user, unit=unit, template=form.cleaned_data["template"], upload=form.cleaned_data["file"],
+                allow_duplicates=form.cleaned_data["allow_duplicates"],
+            )  # fmt: skip
         except PermissionDenied as error:
             return _denied(request, str(error))
         except ValidationError as error:

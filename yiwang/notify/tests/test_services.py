@@ -138,6 +138,23 @@ class TestJobs:
         rows = list(Message.objects.filter(job=job).order_by("row").values_list("row", "mobile"))
         assert rows == [(2, "13800138000"), (7, "13900000004")]
 
+    def test_one_sms_per_number_however_it_is_written(self, alice, notice):
+        rows = ["手机号,姓名,日期", "13800138010,王小明,周一", "+86 138-0013-8010,王小明,周一",
+                "0086 138 0013 8010,王小明,周一", "13900000004,赵六,周二"]  # fmt: skip
+        job = job_from(alice, notice, rows)
+        assert (job.valid_rows, job.duplicate_rows, job.invalid_rows) == (2, 2, 2)
+        assert sorted(Message.objects.filter(job=job).values_list("mobile", flat=True)) == [
+            "13800138010", "13900000004"]  # fmt: skip
+        assert [e[0] for e in job.errors] == [3, 4] and "号码重复" in job.errors[0][2]
+        assert "号码重复" in job.error_report.read().decode("utf-8-sig")
+
+    def test_duplicates_can_be_allowed_per_job(self, alice, notice):
+        upload = csv_file(["手机号,姓名,日期", "13800138010,甲,周一", "+86 138-0013-8010,乙,周一"])
+        job = services.job_create(actor=alice, unit=notice.unit, template=notice, upload=upload, allow_duplicates=True)
+        job = services.job_validate(job=job)
+        assert (job.valid_rows, job.duplicate_rows) == (2, 0)
+        assert Message.objects.filter(job=job, mobile="13800138010").count() == 2
+
     def test_gbk_csv_and_excel(self, alice, notice):
         job = job_from(alice, notice, ["手机号,姓名,日期", "13800138000,王小明,周一"], encoding="gb18030")
         assert job.valid_rows == 1 and Message.objects.get(job=job).body.endswith("王小明同学：请于周一参加考试。")

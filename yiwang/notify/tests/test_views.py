@@ -384,6 +384,14 @@ class TestTemplates:
 
 
 class TestJobs:
+    def test_preview_says_duplicates_are_sent_once(self, alice_client, alice, notice):
+        rows = ["手机号,姓名,日期", "13800138010,王小明,周一", "+86 138-0013-8010,王小明,周一"]
+        page = html(alice_client.get(reverse("notify:job_create")))
+        assert 'name="allow_duplicates"' in page and "默认只发一条" in page
+        job = validated_job(alice, notice, rows)
+        page = html(alice_client.get(reverse("notify:job_detail", args=[job.pk])))
+        assert "有 1 行的号码与前面的行相同" in page and "号码重复" in page
+
     def test_upload_validate_preview_confirm(self, alice_client, alice, notice):
         response = upload_job(alice_client, notice)
         job = Job.objects.get()
