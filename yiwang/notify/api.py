@@ -285,7 +285,9 @@ class NotifyJobInputSerializer(serializers.Serializer):
     )
     callback_url = _callback_field()
     allow_duplicates = serializers.BooleanField(
-        required=False, default=False, help_text="允许重复号码：默认同一号码（统一格式后）只发一条，其余行计入 duplicate_rows"
+        required=False,
+        default=False,
+        help_text="允许重复号码：默认同一号码（统一格式后）只发一条，其余行计入 duplicate_rows",
     )
 
 

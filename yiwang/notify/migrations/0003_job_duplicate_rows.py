@@ -4,20 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('notify', '0002_name_validators'),
+        ("notify", "0002_name_validators"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='job',
-            name='allow_duplicates',
-            field=models.BooleanField(default=False, verbose_name='允许重复号码'),
+            model_name="job",
+            name="allow_duplicates",
+            field=models.BooleanField(default=False, verbose_name="允许重复号码"),
         ),
         migrations.AddField(
-            model_name='job',
-            name='duplicate_rows',
-            field=models.PositiveIntegerField(default=0, verbose_name='重复号码'),
+            model_name="job",
+            name="duplicate_rows",
+            field=models.PositiveIntegerField(default=0, verbose_name="重复号码"),
         ),
     ]
