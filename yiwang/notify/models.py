@@ -110,6 +110,8 @@ class Job(TimeStamped):
         REFUSED = "refused", _("审批未通过")
 
     OPEN = (Status.VALIDATING, Status.VALIDATED, Status.PENDING_APPROVAL, Status.SCHEDULED, Status.SENDING)
+    # 进行中: moving without the sender doing anything; a validated job waits for their confirmation (待确认)
+    IN_PROGRESS = (Status.VALIDATING, Status.PENDING_APPROVAL, Status.SCHEDULED, Status.SENDING)
 
     unit = models.ForeignKey("org.Unit", verbose_name=_("单位"), on_delete=models.PROTECT, related_name="sms_jobs")
     template = models.ForeignKey(Template, verbose_name=_("模板"), on_delete=models.PROTECT, related_name="jobs")

@@ -169,6 +169,18 @@ class TestDashboard:
         page = html(response)
         assert 'data-chart="ntf-usage-data"' in page and 'id="ntf-quota-data"' in page
         assert "名单.csv" in page and "单位" not in response.context["filter_form"].fields
+        # a job waiting for the sender's confirmation is not 进行中
+        assert (ctx["open_jobs"], ctx["unconfirmed_jobs"]) == (0, 1)
+        assert "1 个待确认" in page and "个进行中" not in page
+
+    def test_a_tiny_share_of_the_quota_is_visible_and_labelled(self, admin_client, units, policy):
+        Policy.objects.filter(pk=policy.pk).update(daily_quota=50000)
+        UsageDay.objects.create(unit=units["edu"], day=timezone.localdate(), reserved=8)
+        bars = admin_client.get(reverse("notify:dashboard")).context["quota_chart"]["series"][0]
+        assert bars["barMinHeight"] > 0
+        assert bars["data"] == [{"value": 0.02, "label": {"formatter": "0.02%（8/50,000）"}}]
+        gauge = admin_client.get(reverse("notify:dashboard"), {"unit": units["edu"].pk}).context["quota_chart"]
+        assert gauge["series"][0]["data"][0]["value"] == 0.02
 
     def test_admin_sees_every_unit_and_filters(self, admin_client, units, notice):
         today = timezone.localdate()
@@ -177,7 +189,8 @@ class TestDashboard:
         response = admin_client.get(reverse("notify:dashboard"))
         assert response.context["today"]["sent"] == 130
         bars = response.context["quota_chart"]
-        assert bars["yAxis"]["data"] == ["区教育局", "区财政局"] and bars["series"][0]["data"] == [10.0, 3.0]
+        assert bars["yAxis"]["data"] == ["区教育局", "区财政局"]
+        assert [d["value"] for d in bars["series"][0]["data"]] == [10.0, 3.0]
         assert 'name="unit"' in html(response)
         response = admin_client.get(reverse("notify:dashboard"), {"unit": units["fin"].pk})
         assert response.context["today"]["sent"] == 30 and response.context["selected_unit"] == units["fin"]
