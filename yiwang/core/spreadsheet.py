@@ -114,6 +114,15 @@ def sheet_kind(handle: IO[bytes], name: str) -> str:
     return "csv"
 
 
+def sheet_check(handle: IO[bytes], name: str) -> str:
+    """ "csv" or "xlsx", after the cheap checks an upload view can afford: the kind, and an .xlsx's zip directory."""
+    kind = sheet_kind(handle, name)
+    if kind == "xlsx":
+        _check_archive(handle, Limits.from_settings())
+        handle.seek(0)
+    return kind
+
+
 def sheet_open(handle: IO[bytes], name: str = "", *, kind: str | None = None, max_rows: int | None = None) -> Sheet:
     """Open an uploaded CSV or .xlsx for reading row by row.
 
@@ -146,13 +155,15 @@ def _bounded(rows: Iterator[tuple[int, list[str]]], limits: Limits) -> Iterator[
 
 def _check_cells(number: int, cells: list[str], limits: Limits) -> None:
     width = len(cells)
-    while width and not cells[width - 1]:
+    while width > limits.columns and not cells[width - 1]:
         width -= 1
     if width > limits.columns:
         raise SheetError(
             _("第 %(row)s 行有 %(n)s 列，超过 %(max)s 列的上限。") % {"row": number, "n": width, "max": limits.columns},
             row=number,
         )
+    if not cells or max(map(len, cells)) <= limits.cell_chars:
+        return
     for index, value in enumerate(cells):
         if len(value) > limits.cell_chars:
             address = _address(number, index + 1)

@@ -55,7 +55,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from yiwang.core.audit import audit_record
-from yiwang.core.spreadsheet import Sheet, SheetError, sheet_kind, sheet_open
+from yiwang.core.spreadsheet import Sheet, SheetError, sheet_check, sheet_open
 from yiwang.core.validators import (
     USCC_CHARS,
     id_birth_date,
@@ -454,7 +454,7 @@ def import_start(*, actor: User, registry_code: str, upload) -> ImportRun:
         )
     name = os.path.basename((upload.name or "").replace("\\", "/"))[:200] or "upload.csv"
     try:
-        kind = sheet_kind(upload, name)
+        kind = sheet_check(upload, name)  # a zip bomb is refused here, before a worker opens it
     except ValidationError as error:
         raise ValidationError({"file": error.messages}) from None
     # the stored name carries no personal data and no length surprises; the original is kept apart

@@ -6,16 +6,26 @@ The builders here (``bomb_xlsx``, ``hand_xlsx``) are also used by bench/spreadsh
 from __future__ import annotations
 
 import codecs
+import functools
 import io
 import zipfile
 
 import openpyxl
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import translation
 
 from yiwang.core.spreadsheet import SheetError, sheet_open
 
 BOMB_BYTES = 200 * 1024 * 1024
+
+
+@pytest.fixture(autouse=True)
+def _chinese():
+    """The messages are asserted in Chinese, whatever an earlier test left active."""
+    with translation.override("zh-hans"):
+        yield
+
 
 _CONTENT_TYPES = (
     '<?xml version="1.0" encoding="UTF-8"?>'
@@ -88,6 +98,7 @@ def _write_big(archive: zipfile.ZipFile, name: str, head: str, size: int, tail: 
         part.write(tail.encode())
 
 
+@functools.cache
 def bomb_xlsx(kind: str = "inline", size: int = BOMB_BYTES) -> bytes:
     """About 200 KB that inflate to ``size`` bytes: one huge inline string, or one huge shared string."""
     header = '<row r="1"><c r="A1" t="inlineStr"><is><t>手机号</t></is></c></row>'

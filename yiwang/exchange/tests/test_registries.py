@@ -709,3 +709,47 @@ class TestImportMore:
 
         with pytest.raises(CommandError):
             call_command("exchange_generate")
+
+
+class TestSpreadsheetBounds:
+    """The shared reader (core.spreadsheet) under the registry import."""
+
+    def test_a_zip_bomb_is_refused_at_upload(self, psb_staff, resident_entry):
+        from yiwang.core.tests.test_spreadsheet import bomb_xlsx
+
+        bomb = SimpleUploadedFile("人口.xlsx", bomb_xlsx())
+        with pytest.raises(ValidationError, match="疑似压缩炸弹"):
+            imports.import_start(actor=psb_staff, registry_code="resident", upload=bomb)
+        assert not ImportRun.objects.exists()
+
+    def test_gb18030_with_a_utf8_bom(self, psb_staff, resident_entry, django_capture_on_commit_callbacks):
+        a = make_id(seq=34)
+        body = b"\xef\xbb\xbf" + "\r\n".join([RESIDENT_HEADER, resident_line(a, name="欧阳娜娜", gender="F")]).encode(
+            "gb18030"
+        )
+        with django_capture_on_commit_callbacks(execute=True):
+            run = imports.import_start(
+                actor=psb_staff, registry_code="resident", upload=SimpleUploadedFile("人口.csv", body)
+            )
+        run.refresh_from_db()
+        assert run.status == ImportRun.Status.LOADED, run.errors
+        assert Resident.objects.get(id_number=a).name == "欧阳娜娜"
+
+    def test_a_formula_without_result_names_its_cell(
+        self, psb_staff, resident_entry, django_capture_on_commit_callbacks
+    ):
+        book = openpyxl.Workbook()
+        book.active.append(RESIDENT_HEADER.split(","))
+        book.active.append(
+            [make_id(seq=35), '=CONCAT("王","芳")', "女", "1990-01-01", "汉族", "", "北仑区", "霞浦街道"]
+        )
+        body = io.BytesIO()
+        book.save(body)
+        with django_capture_on_commit_callbacks(execute=True):
+            run = imports.import_start(
+                actor=psb_staff, registry_code="resident", upload=SimpleUploadedFile("人口.xlsx", body.getvalue())
+            )
+        run.refresh_from_db()
+        assert run.status == ImportRun.Status.INVALID
+        assert [(e["row"], e["message"][:10]) for e in run.errors] == [(2, "单元格 B2 是公式")]
+        assert not Resident.objects.exists()
