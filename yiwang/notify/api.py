@@ -619,29 +619,42 @@ class MessageViewSet(NotifyViewMixin, viewsets.GenericViewSet):
                     status=403,
                     details={"messages": {str(i): {"mobile": [_("不是本单位人员的手机号。")]} for i in outsiders}},
                 )
-        # Every well-formed row goes through the engine (each in a savepoint), so the answer lists
-        # every row's problem at once; any problem rolls the whole batch back.
-        sent: list[int] = []
-        try:
-            with transaction.atomic():
-                for index, data, template in cleaned:
-                    try:
-                        sent.append(_send(request, caller, data, template).pk)
-                    except DjangoValidationError as error:
-                        fields = _engine_errors(error)
-                        if fields is None:  # quota, sending disabled: the whole batch is refused
-                            raise ApiError(
-                                _("第 %(index)s 条：%(error)s整批未发送。")
-                                % {"index": index, "error": "".join(error.messages)},
-                                code="conflict",
-                                status=409,
-                            ) from None
-                        errors[str(index)] = fields
-                if errors:
+        if errors:  # the rows the engine would take are checked too, so the answer lists every problem
+            try:
+                with transaction.atomic():
+                    _send_many(request, caller, cleaned)
                     raise _BatchRefused
-        except _BatchRefused:
+            except services.BatchRefused as refused:
+                errors.update(_row_errors(refused, cleaned))
+            except (_BatchRefused, DjangoValidationError):
+                pass
             return _batch_invalid(dict(sorted(errors.items(), key=lambda item: int(item[0]))), len(rows))
-        return Response({"messages": _message_payload(sent)}, status=201)
+        try:
+            sent = _send_many(request, caller, cleaned)
+        except services.BatchRefused as refused:
+            return _batch_invalid(_row_errors(refused, cleaned), len(rows))
+        except DjangoValidationError as error:  # quota, sending disabled: the whole batch is refused
+            raise ApiError("".join(error.messages) + _("整批未发送。"), code="conflict", status=409) from None
+        return Response({"messages": _message_payload([m.pk for m in sent])}, status=201)
+
+
+def _send_many(request, caller: Caller, cleaned: list[tuple[int, dict, Template | None]]) -> list[Message]:
+    items = [
+        services.Outgoing(mobile=data["mobile"], template=template, values=data["values"], body=data["body"],
+                          reference=data["reference"], urgent=data["urgent"], callback_url=data["callback_url"],
+                          send_at=data["send_at"])
+        for _index, data, template in cleaned
+    ]  # fmt: skip
+    return services.message_send_many(unit=caller.unit, items=items, actor=request.user, module=MODULE,
+                                      test=caller.test)  # fmt: skip
+
+
+def _row_errors(refused: services.BatchRefused, cleaned: list[tuple[int, dict, Template | None]]) -> dict:
+    """The engine's per-message errors, keyed by the row's index in the request."""
+    out = {}
+    for position, error in refused.errors.items():
+        out[str(cleaned[position][0])] = _engine_errors(error) or {"non_field_errors": error.messages}
+    return out
 
 
 def _batch_invalid(errors: dict, total: int) -> Response:

@@ -132,6 +132,7 @@ class Job(TimeStamped):
     error_report = models.FileField(_("错误报告"), upload_to="notify/errors/", blank=True)
     scheduled_for = models.DateTimeField(_("计划发送时间"), null=True, blank=True)
     confirmed_at = models.DateTimeField(_("确认时间"), null=True, blank=True)
+    quota_day = models.DateField(_("占用配额日期"), null=True, blank=True)  # set once the rows count against a quota
     started_at = models.DateTimeField(_("开始发送"), null=True, blank=True)
     finished_at = models.DateTimeField(_("完成时间"), null=True, blank=True)
     cancelled_at = models.DateTimeField(_("取消时间"), null=True, blank=True)
@@ -228,6 +229,8 @@ class Message(models.Model):
             ),
             models.Index(fields=["provider_id"], condition=~Q(provider_id=""), name="notify_message_provider"),
             models.Index(fields=["unit", "created_at"], name="notify_message_unit_day"),
+            # The API's look-up by business number (GET /messages/?reference=…), always within a unit.
+            models.Index(fields=["unit", "reference"], condition=~Q(reference=""), name="notify_message_reference"),
             models.Index(fields=["status", "claimed_at"], condition=Q(status="sending"), name="notify_message_stuck"),
         ]
 

@@ -211,6 +211,75 @@ def prepare(*, unit: Unit, mobile: str, body: str, policy: Policy | None = None)
     return Prepared(mobile=number, body=final, parts=text.sms_parts(final))
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """One SMS of a batch (the arguments of ``message_send`` that vary per message)."""
+
+    mobile: str
+    template: Template | None = None
+    values: dict | None = None
+    body: str = ""
+    reference: str = ""
+    urgent: bool | None = None
+    callback_url: str = ""
+    send_at: dt.datetime | None = None
+
+
+class BatchRefused(ValidationError):
+    """Some messages of a batch are wrong: ``errors`` maps each one's index to its ValidationError."""
+
+    def __init__(self, errors: dict[int, ValidationError]):
+        self.errors = errors
+        super().__init__(_("%(count)s 条短信有误，整批未发送。") % {"count": len(errors)})
+
+
+def _check_sender(actor: User | None, unit: Unit) -> Policy:
+    if actor is not None and not can_use_unit(actor, unit):
+        raise PermissionDenied(_("无权以该单位名义发送短信。"))
+    policy = policy_for(unit)
+    if not policy.enabled:
+        raise ValidationError(_("本单位的短信发送已被平台停用。"))
+    return policy
+
+
+def _message_for(*, unit: Unit, policy: Policy, item: Outgoing, now: dt.datetime, opted_out) -> Message:
+    """Check one outgoing SMS and build its (unsaved) row; ``opted_out(mobile)`` says whether a number opted out."""
+    template, urgent, body = item.template, item.urgent, item.body
+    if template is not None:
+        if template.unit_id != unit.pk:
+            raise ValidationError({"template": _("模板不属于该单位。")})
+        try:
+            body = text.render(template.body, item.values or {})
+        except text.MissingPlaceholders as error:
+            raise ValidationError({"values": error.messages}) from error
+        urgent = template.urgent if urgent is None else urgent
+    elif not (body or "").strip():
+        raise ValidationError({"body": _("请填写短信内容或选择模板。")})
+    elif "【" in body or "】" in body:
+        raise ValidationError({"body": _("短信内容中不能含有【】：签名由平台自动加在开头。")})
+    prepared = prepare(unit=unit, mobile=item.mobile, body=body, policy=policy)
+    send_at = item.send_at
+    if send_at is not None and not now - dt.timedelta(minutes=1) <= send_at <= now + MAX_SCHEDULE_AHEAD:
+        raise ValidationError({"send_at": _("定时发送只能安排在未来 7 天内。")})
+    if not urgent and opted_out(prepared.mobile):
+        raise ValidationError(
+            {"mobile": _("号码 %(mobile)s 已退订，不能发送非紧急短信。") % {"mobile": prepared.mobile}}
+        )
+    not_before = send_at
+    if not urgent and in_quiet_hours(policy, send_at or now):
+        not_before = quiet_hours_end(policy, send_at or now)
+    params = {k: text.clean_value(v) for k, v in (item.values or {}).items()} if template is not None else {}
+    return Message(
+        unit=unit, template=template, mobile=prepared.mobile, body=prepared.body, parts=prepared.parts, params=params,
+        priority=Message.Priority.URGENT if urgent else Message.Priority.NORMAL, reference=item.reference[:64],
+        callback_url=item.callback_url, not_before=not_before,
+    )  # fmt: skip
+
+
+def _masked(mobile: str) -> str:
+    return mobile[:3] + "****" + mobile[-4:]
+
+
 @transaction.atomic
 def message_send(
     *,
@@ -228,47 +297,62 @@ def message_send(
     send_at: dt.datetime | None = None,
 ) -> Message:
     """Send one SMS (the one call every module uses). Returns the saved message; it goes out on commit."""
-    if actor is not None and not can_use_unit(actor, unit):
-        raise PermissionDenied(_("无权以该单位名义发送短信。"))
-    policy = policy_for(unit)
-    if not policy.enabled:
-        raise ValidationError(_("本单位的短信发送已被平台停用。"))
-    if template is not None:
-        if template.unit_id != unit.pk:
-            raise ValidationError({"template": _("模板不属于该单位。")})
-        try:
-            body = text.render(template.body, values or {})
-        except text.MissingPlaceholders as error:
-            raise ValidationError({"values": error.messages}) from error
-        urgent = template.urgent if urgent is None else urgent
-    elif not (body or "").strip():
-        raise ValidationError({"body": _("请填写短信内容或选择模板。")})
-    elif "【" in body or "】" in body:
-        raise ValidationError({"body": _("短信内容中不能含有【】：签名由平台自动加在开头。")})
-    prepared = prepare(unit=unit, mobile=mobile, body=body, policy=policy)
-    now = timezone.now()
-    if send_at is not None and not now - dt.timedelta(minutes=1) <= send_at <= now + MAX_SCHEDULE_AHEAD:
-        raise ValidationError({"send_at": _("定时发送只能安排在未来 7 天内。")})
-    if not urgent and is_opted_out(prepared.mobile):
-        raise ValidationError(
-            {"mobile": _("号码 %(mobile)s 已退订，不能发送非紧急短信。") % {"mobile": prepared.mobile}}
-        )
-    not_before = send_at
-    if not urgent and in_quiet_hours(policy, send_at or now):
-        not_before = quiet_hours_end(policy, send_at or now)
-    quota_reserve(unit=unit, count=1, day=timezone.localdate(not_before or now), policy=policy)
-    message = Message.objects.create(
-        unit=unit, template=template, mobile=prepared.mobile, body=prepared.body, parts=prepared.parts,
-        params={k: text.clean_value(v) for k, v in (values or {}).items()} if template is not None else {},
-        priority=Message.Priority.URGENT if urgent else Message.Priority.NORMAL, test=test, module=module[:32],
-        reference=reference[:64], callback_url=callback_url, created_by=actor, not_before=not_before,
-    )  # fmt: skip
+    policy = _check_sender(actor, unit)
+    item = Outgoing(mobile=mobile, template=template, values=values, body=body, reference=reference, urgent=urgent,
+                    callback_url=callback_url, send_at=send_at)  # fmt: skip
+    message = _message_for(unit=unit, policy=policy, item=item, now=timezone.now(), opted_out=is_opted_out)
+    if not test:  # a test key's messages only reach the fake gateway: no quota
+        quota_reserve(unit=unit, count=1, day=timezone.localdate(message.not_before or timezone.now()), policy=policy)
+    message.test, message.module, message.created_by = test, module[:32], actor
+    message.save()
     audit_record(actor=actor, action="notify.message.send", obj=message, unit_id=unit.pk,
-                 changes={"mobile": [None, message.mobile[:3] + "****" + message.mobile[-4:]]})  # fmt: skip
+                 changes={"mobile": [None, _masked(message.mobile)]})  # fmt: skip
     from . import tasks
 
-    transaction.on_commit(lambda: tasks.kick(urgent=bool(urgent)))
+    urgent_lane = message.priority == Message.Priority.URGENT
+    transaction.on_commit(lambda: tasks.kick(urgent=urgent_lane))
     return message
+
+
+@transaction.atomic
+def message_send_many(
+    *, unit: Unit, items: list[Outgoing], actor: User | None = None, module: str = "", test: bool = False
+) -> list[Message]:
+    """Send a batch as one unit: every message checked (opt-outs in one query), quota reserved per
+    day, all rows inserted in one statement and one audit entry; any wrong message refuses the
+    whole batch (``BatchRefused`` lists them all)."""
+    policy = _check_sender(actor, unit)
+    now = timezone.now()
+    numbers = {normalise_mobile(item.mobile or "") for item in items}
+    opted = set(OptOut.objects.filter(mobile__in=numbers).values_list("mobile", flat=True))
+    messages: list[Message] = []
+    errors: dict[int, ValidationError] = {}
+    for index, item in enumerate(items):
+        try:
+            messages.append(_message_for(unit=unit, policy=policy, item=item, now=now, opted_out=opted.__contains__))
+        except ValidationError as error:
+            errors[index] = error
+    if errors:
+        raise BatchRefused(errors)
+    per_day: dict[dt.date, int] = {}
+    for message in messages:
+        day = timezone.localdate(message.not_before or now)
+        per_day[day] = per_day.get(day, 0) + 1
+    for day, count in sorted(per_day.items()) if not test else ():
+        quota_reserve(unit=unit, count=count, day=day, policy=policy)
+    for message in messages:
+        message.test, message.module, message.created_by = test, module[:32], actor
+    Message.objects.bulk_create(messages, batch_size=1000)
+    audit_record(actor=actor, action="notify.message.send_many", object_type="notify.message",
+                 object_id=f"{messages[0].pk}-{messages[-1].pk}" if messages else "", unit_id=unit.pk,
+                 object_repr=_("批量发送 %(count)s 条") % {"count": len(messages)},
+                 changes={"count": [None, len(messages)], "ids": [None, [m.pk for m in messages]]})  # fmt: skip
+    from . import tasks
+
+    lanes = {m.priority == Message.Priority.URGENT for m in messages}
+    for lane in lanes:
+        transaction.on_commit(lambda lane=lane: tasks.kick(urgent=lane))
+    return messages
 
 
 def platform_sender_unit() -> Unit | None:
@@ -494,9 +578,17 @@ def job_confirm(*, actor: User, job: Job, send_at: dt.datetime | None = None) ->
     start = send_at or now
     if not job.template.urgent and in_quiet_hours(policy, start):
         start = quiet_hours_end(policy, start)  # a job confirmed at night starts in the morning
-    quota_reserve(unit=job.unit, count=job.valid_rows, day=timezone.localdate(start), policy=policy)
     job.confirmed_at, job.scheduled_for = now, start
-    if job.valid_rows >= policy.approval_threshold and not job.test:
+    needs_approval = job.valid_rows >= policy.approval_threshold and not job.test
+    if needs_approval and job.valid_rows > policy.daily_quota:
+        raise ValidationError(
+            _("本次 %(count)s 条超过本单位每日配额 %(quota)s 条。")
+            % {"count": job.valid_rows, "quota": policy.daily_quota}
+        )
+    if not needs_approval and not job.test:  # an approved job counts on the day it is approved
+        job.quota_day = timezone.localdate(start)
+        quota_reserve(unit=job.unit, count=job.valid_rows, day=job.quota_day, policy=policy)
+    if needs_approval:
         from yiwang.workflow import services as workflow
 
         case = workflow.case_start(
@@ -507,7 +599,7 @@ def job_confirm(*, actor: User, job: Job, send_at: dt.datetime | None = None) ->
         job.status, job.approval_case_id = Job.Status.PENDING_APPROVAL, case.pk
     else:
         job.status = Job.Status.SCHEDULED
-    job.save(update_fields=["status", "confirmed_at", "scheduled_for", "approval_case_id", "updated_at"])
+    job.save(update_fields=["status", "confirmed_at", "scheduled_for", "quota_day", "approval_case_id", "updated_at"])
     audit_record(actor=actor, action="notify.job.confirm", obj=job, unit_id=job.unit_id,
                  changes={"rows": [None, job.valid_rows], "status": [None, job.status]})  # fmt: skip
     if job.status == Job.Status.SCHEDULED and job.scheduled_for <= now:
@@ -523,8 +615,19 @@ def _job_decided(sender, case, outcome, **kwargs) -> None:
     if job is None or job.status != Job.Status.PENDING_APPROVAL:
         return
     if outcome == "approved":
-        job.status = Job.Status.SCHEDULED
-        job.save(update_fields=["status", "updated_at"])
+        # The quota of the day it is approved (not of the day it was submitted).
+        now = timezone.now()
+        job.scheduled_for = max(job.scheduled_for or now, now)
+        try:
+            with transaction.atomic():
+                quota_reserve(unit=job.unit, count=job.valid_rows, day=timezone.localdate(job.scheduled_for))
+        except ValidationError as error:
+            job.problem = " ".join(error.messages)[:300]
+            job.save(update_fields=["problem", "updated_at"])
+            _job_stop(job, Job.Status.REFUSED)
+            return
+        job.status, job.quota_day = Job.Status.SCHEDULED, timezone.localdate(job.scheduled_for)
+        job.save(update_fields=["status", "scheduled_for", "quota_day", "updated_at"])
         transaction.on_commit(job_start_due)
     else:
         _job_stop(job, Job.Status.REFUSED)
@@ -551,12 +654,9 @@ def job_cancel(*, actor: User, job: Job) -> Job:
 
 
 def _job_stop(job: Job, status: str) -> None:
-    was_reserved = job.confirmed_at is not None
     cancelled = Message.objects.filter(job=job, status=Message.Status.CREATED).update(status=Message.Status.CANCELLED)
-    if was_reserved:
-        quota_release(
-            unit_id=job.unit_id, count=cancelled, day=timezone.localdate(job.scheduled_for or job.confirmed_at)
-        )
+    if job.quota_day is not None:
+        quota_release(unit_id=job.unit_id, count=cancelled, day=job.quota_day)
     job.status, job.cancelled_at = status, timezone.now()
     job.save(update_fields=["status", "cancelled_at", "updated_at"])
 

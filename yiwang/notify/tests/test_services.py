@@ -63,6 +63,16 @@ class TestSendOne:
         assert message.parts == 1 and message.status == Message.Status.CREATED
         assert UsageDay.objects.get(unit=notice.unit).reserved == 1
 
+    def test_test_messages_are_not_counted_against_the_quota(self, alice, units, notice):
+        services.policy_save(actor=None, unit=units["edu"], daily_quota=1, signature="北仑区教育局")
+        for n in range(3):
+            services.message_send(unit=notice.unit, mobile=f"1380013800{n}", body="测试", test=True)
+        services.message_send_many(unit=notice.unit, items=[services.Outgoing(mobile="13800138009", body="测试")],
+                                   test=True)  # fmt: skip
+        assert not UsageDay.objects.filter(reserved__gt=0).exists()
+        services.message_send(unit=notice.unit, mobile="13800138000", body="正式")
+        assert UsageDay.objects.get(unit=notice.unit).reserved == 1
+
     def test_missing_placeholder(self, alice, notice):
         with pytest.raises(ValidationError) as exc:
             services.message_send(unit=notice.unit, mobile="13800138000", template=notice, values={"姓名": "王"})
@@ -116,6 +126,31 @@ class TestSendOne:
         with pytest.raises(ValidationError, match="7 天"):
             services.message_send(unit=notice.unit, mobile="13800138000", body="x",
                                   send_at=timezone.now() + dt.timedelta(days=8))  # fmt: skip
+
+
+class TestSendMany:
+    def test_checks_all_then_inserts_once_with_one_audit_entry(self, alice, notice, django_assert_max_num_queries):
+        from yiwang.core.models import AuditEntry
+
+        items = [services.Outgoing(mobile=f"+86 138-0013-{8000 + n}", template=notice,
+                                   values={"姓名": f"学生{n}", "日期": "周一"}, reference=f"r{n}") for n in range(300)]  # fmt: skip
+        audits = AuditEntry.objects.count()
+        with django_assert_max_num_queries(20):  # not one query per message
+            sent = services.message_send_many(unit=notice.unit, items=items, actor=alice, module="api")
+        assert [m.reference for m in sent] == [f"r{n}" for n in range(300)] and all(m.pk for m in sent)
+        assert sent[0].mobile == "13800138000" and sent[0].body == "【北仑区政府】学生0同学：请于周一参加考试。"
+        assert Message.objects.count() == 300 and UsageDay.objects.get(unit=notice.unit).reserved == 300
+        assert AuditEntry.objects.count() == audits + 1
+
+    def test_every_wrong_message_is_listed_and_nothing_is_sent(self, alice, notice):
+        services.optout_add(actor=None, mobile="13800138001")
+        items = [services.Outgoing(mobile="13800138000", body="好"), services.Outgoing(mobile="13800138001", body="好"),
+                 services.Outgoing(mobile="123", body="好"), services.Outgoing(mobile="13800138003", body="")]  # fmt: skip
+        with pytest.raises(services.BatchRefused) as refused:
+            services.message_send_many(unit=notice.unit, items=items, actor=alice)
+        assert sorted(refused.value.errors) == [1, 2, 3]
+        assert "已退订" in str(refused.value.errors[1]) and "手机号" in str(refused.value.errors[2])
+        assert not Message.objects.exists() and not UsageDay.objects.filter(reserved__gt=0).exists()
 
 
 class TestJobs:
@@ -228,6 +263,41 @@ class TestJobs:
         job.refresh_from_db()
         assert job.status == Job.Status.SCHEDULED
 
+    def test_an_approved_job_counts_on_the_day_it_is_approved(self, alice, carol, units, notice, monkeypatch):
+        from yiwang.workflow import selectors as wf_selectors
+        from yiwang.workflow import services as workflow
+
+        services.policy_save(actor=None, unit=units["edu"], approval_threshold=2, signature="北仑区教育局")
+        job = job_from(alice, notice, ["手机号,姓名,日期", "13800138000,王,周一", "13800138001,李,周一"])
+        submitted = timezone.localdate()
+        services.job_confirm(actor=alice, job=job)
+        assert not UsageDay.objects.filter(reserved__gt=0).exists()  # nothing counted while waiting
+        later = timezone.now() + dt.timedelta(days=2)
+        monkeypatch.setattr(timezone, "now", lambda: later)
+        workflow.task_approve(task=wf_selectors.inbox(user=carol).get(), actor=carol)
+        job.refresh_from_db()
+        approved = timezone.localdate(later)
+        assert job.status == Job.Status.SCHEDULED and job.quota_day == approved != submitted
+        assert dict(UsageDay.objects.filter(reserved__gt=0).values_list("day", "reserved")) == {approved: 2}
+        services.job_cancel(actor=alice, job=job)
+        assert UsageDay.objects.get(day=approved).reserved == 0
+
+    def test_approval_over_that_days_quota_refuses_the_job(self, alice, carol, units, notice):
+        from yiwang.workflow import selectors as wf_selectors
+        from yiwang.workflow import services as workflow
+
+        services.policy_save(
+            actor=None, unit=units["edu"], approval_threshold=2, daily_quota=3, signature="北仑区教育局"
+        )
+        job = services.job_confirm(actor=alice, job=job_from(alice, notice, ["手机号,姓名,日期", "13800138000,王,周一",
+                                                                              "13800138001,李,周一"]))  # fmt: skip
+        services.message_send(unit=notice.unit, mobile="13900000001", body="当天已用", actor=alice)
+        services.message_send(unit=notice.unit, mobile="13900000002", body="当天已用", actor=alice)
+        workflow.task_approve(task=wf_selectors.inbox(user=carol).get(), actor=carol)
+        job.refresh_from_db()
+        assert job.status == Job.Status.REFUSED and "配额" in job.problem
+        assert UsageDay.objects.get(unit=notice.unit).reserved == 2
+
     def test_refused_approval_cancels_rows_and_frees_quota(self, alice, carol, units, notice):
         from yiwang.workflow import selectors as wf_selectors
         from yiwang.workflow import services as workflow
@@ -240,7 +310,7 @@ class TestJobs:
         job.refresh_from_db()
         assert job.status == Job.Status.REFUSED
         assert Message.objects.get(job=job).status == Message.Status.CANCELLED
-        assert UsageDay.objects.get(unit=notice.unit).reserved == 0
+        assert not UsageDay.objects.filter(reserved__gt=0).exists()
 
     def test_cancel(self, alice, bob, notice):
         job = services.job_confirm(actor=alice, job=job_from(alice, notice, ["手机号,姓名,日期", "13800138000,王,周一"]),
