@@ -335,7 +335,7 @@ YIWANG_SHEET_MAX_UNCOMPRESSED = envint("YIWANG_SHEET_MAX_UNCOMPRESSED_MB", "1024
 YIWANG_SHEET_MAX_PART = envint("YIWANG_SHEET_MAX_PART_MB", "128") << 20  # each part other than a worksheet
 YIWANG_SHEET_MAX_RATIO = envint("YIWANG_SHEET_MAX_RATIO", "100")  # uncompressed : compressed, parts over 1 MB
 YIWANG_SHEET_MAX_MEMBERS = envint("YIWANG_SHEET_MAX_MEMBERS", "1000")
-YIWANG_SHEET_MAX_ROWS = envint("YIWANG_SHEET_MAX_ROWS", "1000000")  # data rows; an importer may ask for fewer
+YIWANG_SHEET_MAX_ROWS = envint("YIWANG_SHEET_MAX_ROWS", "1000000")  # data rows, unless an importer sets its own
 YIWANG_SHEET_MAX_COLUMNS = envint("YIWANG_SHEET_MAX_COLUMNS", "256")
 YIWANG_SHEET_MAX_CELL_CHARS = envint("YIWANG_SHEET_MAX_CELL_CHARS", "32767")  # Excel's own limit
 

@@ -26,14 +26,17 @@ from xml.etree.ElementTree import ParseError
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
+from openpyxl.utils.exceptions import InvalidFileException
 
 CSV_NAMES = (".csv", ".txt")
 # One physical CSV line longer than this is refused before the csv module sees it.
 MAX_CSV_LINE_CHARS = 1 << 20
 # Parts above this size must compress no better than YIWANG_SHEET_MAX_RATIO (small parts may).
 RATIO_FLOOR_BYTES = 1 << 20
+EXCEL_MAX_ROWS, EXCEL_MAX_COLUMNS = 1_048_576, 16_384
+_DIMENSION = re.compile(rb'<(?:\w+:)?dimension ref="[A-Z]+\d+(?::[A-Z]+(\d+))?"')
 # What a broken .xlsx raises from zipfile, zlib, the XML parser or openpyxl.
-_BROKEN = (zipfile.BadZipFile, zipfile.LargeZipFile, KeyError, ValueError, TypeError, IndexError,
+_BROKEN = (InvalidFileException, zipfile.BadZipFile, zipfile.LargeZipFile, KeyError, ValueError, TypeError, IndexError,
            AttributeError, OSError, EOFError, ParseError, zlib.error)  # fmt: skip
 
 
@@ -227,7 +230,7 @@ def _archive_problem(members: list[zipfile.ZipInfo], limits: Limits) -> str:
     return ""
 
 
-def _parser_class():
+def _parser(source, reader):
     from openpyxl.worksheet._reader import FORMULA_TAG, VALUE_TAG, WorkSheetParser
 
     class CachedValueParser(WorkSheetParser):
@@ -242,34 +245,85 @@ def _parser_class():
                     cell["value"] = NO_CACHED_VALUE
             return cell
 
-    return CachedValueParser
+        def parse_row(self, row):
+            # as openpyxl's, without keeping each row's height and style (memory grows per row)
+            number = row.get("r")
+            self.row_counter = int(float(number)) if number else self.row_counter + 1
+            self.col_counter = 0
+            return self.row_counter, [self.parse_cell(element) for element in row]
+
+    wb = reader.wb
+    return CachedValueParser(source, reader.shared_strings, data_only=True, epoch=wb.epoch,
+                             date_formats=wb._date_formats, timedelta_formats=wb._timedelta_formats)  # fmt: skip
+
+
+def _first_sheet(reader) -> str:
+    for _sheet, rel in reader.parser.find_sheets():
+        if rel.target in reader.valid_files and "chartsheet" not in rel.Type:
+            return rel.target
+    raise SheetError(_("文件是空的。"), code="empty")
+
+
+def _parsed_rows(source, parser) -> Iterator[tuple[int, list[dict]]]:
+    """The <row> elements of a worksheet one by one, in constant memory.
+
+    Unlike openpyxl's read-only sheet, parsed rows are dropped from the tree, a row is refused
+    while it grows past Excel's 16,384 cells, and nothing after <sheetData> is read.
+    """
+    from openpyxl.xml.constants import SHEET_MAIN_NS
+    from openpyxl.xml.functions import iterparse
+
+    row_tag, cell_tag, data_tag = f"{{{SHEET_MAIN_NS}}}row", f"{{{SHEET_MAIN_NS}}}c", f"{{{SHEET_MAIN_NS}}}sheetData"
+    data, cells, rows = None, 0, 0
+    for event, element in iterparse(source, events=("start", "end")):
+        if event == "start":
+            if element.tag == data_tag:
+                data = element
+            continue
+        if element.tag == cell_tag:
+            cells += 1
+            if cells > EXCEL_MAX_COLUMNS:
+                raise SheetError(_("第 %(row)s 行的单元格超过 Excel 的上限。") % {"row": parser.row_counter + 1})
+        elif element.tag == row_tag:
+            rows += 1
+            if rows > EXCEL_MAX_ROWS:
+                raise SheetError(_("工作表超过 Excel 的 %(n)s 行上限。") % {"n": f"{EXCEL_MAX_ROWS:,}"})
+            yield parser.parse_row(element)
+            cells = 0
+            element.clear()
+            if data is not None:
+                data.clear()
+        elif element.tag == data_tag:
+            break
 
 
 def _open_xlsx(handle: IO[bytes], limits: Limits) -> Sheet:
-    import openpyxl
+    from openpyxl.reader.excel import ExcelReader
+    from openpyxl.styles.stylesheet import apply_stylesheet
 
     _check_archive(handle, limits)
     handle.seek(0)
     unreadable = _("无法读取该 Excel 文件：文件已损坏或不是 .xlsx 格式。")
     try:
-        book = openpyxl.load_workbook(handle, read_only=True, data_only=True)
-        if not book.worksheets:
-            raise SheetError(_("文件是空的。"), code="empty")
-        sheet = book.worksheets[0]
-        source = book._archive.open(sheet._worksheet_path)
-        parser = _parser_class()(
-            source, sheet._shared_strings, data_only=True, epoch=book.epoch,
-            date_formats=book._date_formats, timedelta_formats=book._timedelta_formats,
-        )  # fmt: skip
+        # What load_workbook(read_only=True) reads, but not its worksheets: it would scan a
+        # sheet without <dimension> whole on opening, keeping an element per row.
+        reader = ExcelReader(handle, read_only=True, data_only=True)
+        reader.read_manifest()
+        reader.read_strings()
+        reader.read_workbook()
+        apply_stylesheet(reader.archive, reader.wb)
+        path = _first_sheet(reader)
+        source = reader.archive.open(path)
+        head = reader.archive.open(path).read(64 * 1024)
     except SheetError:
         raise
     except _BROKEN:
         raise SheetError(unreadable, code="unreadable") from None
-    estimate = sheet.max_row - 1 if sheet.max_row and sheet.max_row > 1 else None
+    parser = _parser(source, reader)
 
     def cells() -> Iterator[tuple[int, list[str]]]:
         try:
-            for number, row in parser.parse():
+            for number, row in _parsed_rows(source, parser):
                 yield number, _row_values(number, row, limits)
         except SheetError:
             raise
@@ -277,7 +331,7 @@ def _open_xlsx(handle: IO[bytes], limits: Limits) -> Sheet:
             raise SheetError(unreadable, code="unreadable") from None
         finally:
             source.close()
-            book.close()
+            reader.archive.close()
 
     rows = cells()
     header_row = next(rows, None)
@@ -288,7 +342,15 @@ def _open_xlsx(handle: IO[bytes], limits: Limits) -> Sheet:
     if number != 1:  # the header is the first row, even when it is blank
         rows = _chain([(number, header)], rows)
         header = []
-    return Sheet(header=[h.strip().lstrip("\ufeff") for h in header], rows=_bounded(rows, limits), estimate=estimate)
+    header = [h.strip().lstrip("\ufeff") for h in header]
+    return Sheet(header=header, rows=_bounded(rows, limits), estimate=_dimension_rows(head))
+
+
+def _dimension_rows(head: bytes) -> int | None:
+    """Data rows by the sheet's <dimension ref="A1:C1000"> (for a progress bar), if it has one."""
+    found = _DIMENSION.search(head)
+    last = int(found.group(1)) if found and found.group(1) else 0
+    return last - 1 if last > 1 else None
 
 
 def _chain(first, rest):

@@ -213,6 +213,15 @@ class TestBounds:
         with pytest.raises(SheetError, match="有一行超过"):
             read_all(b"a\n" + b"x" * (1 << 21), "a.csv")
 
+    def test_a_row_growing_past_excels_cells_is_refused_while_parsed(self):
+        data = hand_xlsx(_row(1, _text("A1", "手机号")) + _row(2, "<c/>" * 16_385))
+        with pytest.raises(SheetError, match="第 2 行的单元格超过 Excel 的上限"):
+            read_all(data)
+
+    def test_the_estimate_comes_from_the_dimension(self):
+        assert sheet_open(xlsx(["手机号"], ["1"], ["2"], ["3"]), "a.xlsx").estimate == 3
+        assert sheet_open(io.BytesIO(hand_xlsx(_row(1, _text("A1", "a")))), "a.xlsx").estimate is None
+
     def test_styled_empty_cells_far_right_do_not_count(self, settings):
         settings.YIWANG_SHEET_MAX_COLUMNS = 10
         data = hand_xlsx(_row(1, _text("A1", "手机号"), '<c r="XFD1" s="1"/>') + _row(2, _text("A2", "1")))
