@@ -34,6 +34,18 @@ def _fast_passwords(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def _chinese_first():
+    """Every test starts in the default language: a request in English (LocaleMiddleware
+    activates the language for the thread and leaves it) must not leak into the next test."""
+    from django.conf import settings
+    from django.utils import translation
+
+    translation.activate(settings.LANGUAGE_CODE)
+    yield
+    translation.activate(settings.LANGUAGE_CODE)
+
+
 @pytest.fixture
 def roles(db):
     org.ensure_roles()  # transactional tests flush the data migration's rows
