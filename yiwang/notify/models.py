@@ -274,3 +274,29 @@ class Callback(models.Model):
 
     def __str__(self) -> str:
         return self.url
+
+
+class InboundSms(models.Model):
+    """A reply a person sent to the platform's number (上行短信), as pushed by a gateway."""
+
+    gateway = models.CharField(_("通道"), max_length=32)
+    provider_id = models.CharField(_("通道消息号"), max_length=64, blank=True)
+    mobile = models.CharField(_("手机号"), max_length=20)
+    text = models.CharField(_("内容"), max_length=500)
+    received_at = models.DateTimeField(_("接收时间"))
+    opted_out = models.BooleanField(_("退订"), default=False)  # the reply was TD/退订 and the number was opted out
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("上行短信")
+        verbose_name_plural = _("上行短信")
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["gateway", "provider_id"], condition=~Q(provider_id=""), name="notify_inbound_once"
+            ),
+        ]
+        indexes = [models.Index(fields=["mobile", "received_at"], name="notify_inbound_mobile")]
+
+    def __str__(self) -> str:
+        return f"{self.mobile} {self.text[:20]}"

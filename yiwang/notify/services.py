@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import tempfile
+import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -30,7 +31,7 @@ from yiwang.core.validators import is_valid_mobile, normalise_mobile
 from yiwang.org.models import Role, Unit, User
 
 from . import spreadsheet, text
-from .models import Callback, Job, Message, OptOut, Policy, Template, UsageDay
+from .models import Callback, InboundSms, Job, Message, OptOut, Policy, Template, UsageDay
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +154,39 @@ def optout_add(*, actor: User | None, mobile: str, reason: str = "", source: str
     optout, _created = OptOut.objects.get_or_create(mobile=mobile, defaults={"reason": reason[:200], "source": source})
     audit_record(actor=actor, action="notify.optout.add", obj=optout)
     return optout
+
+
+# The replies that mean 退订, after NFKC (full-width letters), upper case and without spaces or
+# punctuation: what carriers and people send ("TD", "td", "T", "退订", "退订。", "ＴＤ").
+OPT_OUT_WORDS = frozenset({"TD", "T", "退订", "退", "STOP", "UNSUBSCRIBE", "取消订阅", "退订短信"})
+
+
+def is_opt_out_reply(text_: str) -> bool:
+    """Whether a reply asks to stop receiving SMS (回复TD退订)."""
+    folded = unicodedata.normalize("NFKC", text_ or "").upper()
+    folded = "".join(ch for ch in folded if not (ch.isspace() or unicodedata.category(ch).startswith("P")))
+    return folded in OPT_OUT_WORDS
+
+
+def replies_apply(*, gateway_code: str, replies) -> int:
+    """Store the replies a gateway pushed (上行), each once; a TD/退订 reply opts its number out."""
+    stored = 0
+    for reply in replies:
+        mobile = normalise_mobile(reply.mobile or "")
+        with transaction.atomic():
+            provider_id = (reply.provider_id or "")[:64]
+            if provider_id and InboundSms.objects.filter(gateway=gateway_code, provider_id=provider_id).exists():
+                continue  # a re-pushed reply
+            wants_out = is_opt_out_reply(reply.text) and is_valid_mobile(mobile)
+            inbound = InboundSms.objects.create(
+                gateway=gateway_code, provider_id=provider_id, mobile=mobile[:20],
+                text=(reply.text or "")[:500], received_at=reply.time or timezone.now(), opted_out=wants_out,
+            )  # fmt: skip
+            if wants_out and not is_opted_out(mobile):
+                optout_add(actor=None, mobile=mobile, reason=_("短信回复“%(text)s”") % {"text": inbound.text[:20]},
+                           source="reply")  # fmt: skip
+            stored += 1
+    return stored
 
 
 def optout_remove(*, actor: User | None, mobile: str) -> int:

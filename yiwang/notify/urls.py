@@ -31,4 +31,6 @@ urlpatterns = [
     path("optouts/add/", views.optout_add, name="optout_add"),
     path("optouts/remove/", views.optout_remove, name="optout_remove"),
     path("receipts/<str:gateway_code>/", views.receipts, name="receipts"),
+    path("replies/", views.reply_list, name="replies"),
+    path("replies/<str:gateway_code>/", views.replies, name="replies_push"),
 ]

@@ -47,7 +47,7 @@ from .forms import (
     TemplateFilterForm,
     TemplateForm,
 )
-from .models import Job, Message, OptOut, Policy, Template, UsageDay
+from .models import InboundSms, Job, Message, OptOut, Policy, Template, UsageDay
 
 MAX_RECEIPT_BYTES = 5 * 1024 * 1024
 USAGE_DAYS = 30
@@ -1081,10 +1081,8 @@ def _plain(status: int, message: str) -> HttpResponse:
     return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
 
 
-@csrf_exempt
-@require_POST
-def receipts(request, gateway_code: str):
-    """A gateway's delivery-report push: verified by the adapter, then recorded (no login)."""
+def _gateway_push(request, gateway_code: str, parse: str, apply) -> HttpResponse:
+    """A gateway's push (receipts or replies): size-bounded, verified by the adapter, then applied."""
     try:
         gateway = gateways.get_gateway(gateway_code)
     except gateways.UnknownGateway:
@@ -1099,10 +1097,47 @@ def receipts(request, gateway_code: str):
     if len(body) > MAX_RECEIPT_BYTES:
         return _plain(413, _("回执过大。"))
     try:
-        parsed = gateway.parse_receipts(body, request.headers, request.GET)
+        parsed = getattr(gateway, parse)(body, request.headers, request.GET)
+    except gateways.RepliesUnsupported:
+        raise Http404(_("该短信通道不支持上行短信。")) from None
     except gateways.BadSignature as error:
         return _plain(403, str(error) or _("回执签名校验失败"))
     except gateways.BadReceipt as error:
         return _plain(400, str(error) or _("回执格式无法解析"))
-    services.receipts_apply(gateway_code=gateway_code, receipts=parsed)
+    apply(gateway_code=gateway_code, parsed=parsed)
     return HttpResponse(gateway.receipt_ack(), content_type="application/json")
+
+
+@csrf_exempt
+@require_POST
+def receipts(request, gateway_code: str):
+    """A gateway's delivery-report push (no login)."""
+    return _gateway_push(request, gateway_code, "parse_receipts",
+                         lambda gateway_code, parsed: services.receipts_apply(gateway_code=gateway_code,
+                                                                              receipts=parsed))  # fmt: skip
+
+
+@csrf_exempt
+@require_POST
+def replies(request, gateway_code: str):
+    """A gateway's push of people's replies (上行短信), signed like receipts (no login)."""
+    return _gateway_push(request, gateway_code, "parse_replies",
+                         lambda gateway_code, parsed: services.replies_apply(gateway_code=gateway_code,
+                                                                             replies=parsed))  # fmt: skip
+
+
+@login_required
+def reply_list(request):
+    """上行短信: what people replied to the platform's number, newest first."""
+    if not _can_view_optouts(request.user):
+        return _denied(request, _("只有平台管理员和单位管理员可以查看上行短信。"))
+    form = OptOutFilterForm(request.GET or None)
+    form.is_valid()
+    q = "".join(ch for ch in (getattr(form, "cleaned_data", {}).get("q") or "") if ch.isdigit())
+    found = InboundSms.objects.all()
+    if q:
+        found = found.filter(mobile__contains=q)
+    return render(request, "notify/reply_list.html", {
+        "filter_form": form, "filtered": bool(q), "page_obj": paginate(request, found.order_by("-received_at", "-id")),
+        "ntf_section": "replies",
+    })  # fmt: skip

@@ -39,6 +39,8 @@ from .base import (
     OutboundSms,
     Receipt,
     ReceiptStatus,
+    RepliesUnsupported,
+    Reply,
     SendResult,
     SendStatus,
 )
@@ -53,6 +55,8 @@ __all__ = [
     "OutboundSms",
     "Receipt",
     "ReceiptStatus",
+    "RepliesUnsupported",
+    "Reply",
     "SendResult",
     "SendStatus",
     "UnknownGateway",

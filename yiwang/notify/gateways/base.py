@@ -11,6 +11,8 @@ Nothing else in yiwang talks to a gateway, so this is the whole contract:
 * ``Gateway.parse_receipts(body, headers, query)`` turns a provider's delivery-report push into
   ``Receipt`` objects after checking that the push really comes from the provider
   (``BadSignature`` otherwise). ``receipt_ack()`` is the body the provider expects back.
+* ``Gateway.parse_replies(body, headers, query)`` does the same for people's replies (上行):
+  ``Reply`` objects; an adapter without them raises ``RepliesUnsupported``.
 
 Which failures count as temporary: anything where the same message may succeed later or on
 another gateway — network errors, timeouts, HTTP 5xx, rate limits, and account-level problems
@@ -97,6 +99,20 @@ class Receipt:
     id: str = ""  # our message id, when the provider echoes it
 
 
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An SMS a person sent back to the platform's number (上行短信)."""
+
+    mobile: str
+    text: str
+    time: dt.datetime | None = None  # aware; when the carrier received it
+    provider_id: str = ""  # the provider's id of the reply, so a re-pushed reply is stored once
+
+
+class RepliesUnsupported(Exception):
+    """The provider (or this adapter) does not push replies."""
+
+
 class Gateway(abc.ABC):
     """An SMS provider. Subclasses set ``max_batch`` and implement ``send_chunk`` and
     ``parse_receipts``; options come from ``YIWANG_SMS_GATEWAYS`` as keyword arguments."""
@@ -141,6 +157,13 @@ class Gateway(abc.ABC):
         self, body: bytes, headers: Mapping[str, str], query: Mapping[str, str] | None = None
     ) -> list[Receipt]:
         """Verify and read a delivery-report push; raises ``BadSignature`` or ``BadReceipt``."""
+
+    def parse_replies(
+        self, body: bytes, headers: Mapping[str, str], query: Mapping[str, str] | None = None
+    ) -> list[Reply]:
+        """Verify and read a push of replies (上行), signed like receipts; raises ``BadSignature``,
+        ``BadReceipt``, or ``RepliesUnsupported`` for an adapter without them."""
+        raise RepliesUnsupported(self.code)
 
     def receipt_ack(self) -> bytes:
         """The JSON body to answer a receipt push with (HTTP 200)."""

@@ -17,7 +17,18 @@ from django.utils.translation import gettext as _
 
 from yiwang.core.httpclient import HttpClient, TransportError
 
-from .base import BadReceipt, BadSignature, Gateway, OutboundSms, Receipt, ReceiptStatus, SendResult, SendStatus, header
+from .base import (
+    BadReceipt,
+    BadSignature,
+    Gateway,
+    OutboundSms,
+    Receipt,
+    ReceiptStatus,
+    Reply,
+    SendResult,
+    SendStatus,
+    header,
+)
 from .fake_server import DEFAULT_PORT, DEFAULT_SECRET, SECRET_HEADER, SIGNATURE_HEADER, sign
 
 DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
@@ -81,9 +92,7 @@ class FakeGateway(Gateway):
         self, body: bytes, headers: Mapping[str, str], query: Mapping[str, str] | None = None
     ) -> list[Receipt]:
         """Receipts of a push signed with HMAC-SHA256 (``X-Fake-Signature``); raises ``BadSignature``."""
-        given = header(headers, SIGNATURE_HEADER)
-        if not given or not hmac.compare_digest(given.encode(), sign(self.secret, body).encode()):
-            raise BadSignature(_("回执签名校验失败"))
+        self._verified(body, headers)
         try:
             return [
                 Receipt(
@@ -99,6 +108,29 @@ class FakeGateway(Gateway):
             ]
         except (ValueError, KeyError, TypeError) as error:
             raise BadReceipt(_("回执格式无法解析")) from error
+
+    def _verified(self, body: bytes, headers: Mapping[str, str]) -> None:
+        given = header(headers, SIGNATURE_HEADER)
+        if not given or not hmac.compare_digest(given.encode(), sign(self.secret, body).encode()):
+            raise BadSignature(_("回执签名校验失败"))
+
+    def parse_replies(
+        self, body: bytes, headers: Mapping[str, str], query: Mapping[str, str] | None = None
+    ) -> list[Reply]:
+        """Replies (上行) pushed as ``{"replies": [{"id", "mobile", "text", "time"}]}``, signed like receipts."""
+        self._verified(body, headers)
+        try:
+            return [
+                Reply(
+                    mobile=str(item["mobile"]),
+                    text=str(item["text"]),
+                    time=dt.datetime.fromisoformat(item["time"]) if item.get("time") else None,
+                    provider_id=str(item.get("id", "")),
+                )
+                for item in json.loads(body)["replies"]
+            ]
+        except (ValueError, KeyError, TypeError) as error:
+            raise BadReceipt(_("上行短信格式无法解析")) from error
 
     # --- the fake's own controls ---------------------------------------------------------
 

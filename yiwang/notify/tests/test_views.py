@@ -712,3 +712,51 @@ class TestReceipts:
         monkeypatch.setattr(views, "MAX_RECEIPT_BYTES", 10)
         assert push(client, receipt_body({"provider_id": "p-1", "status": "delivered"})).status_code == 413
         assert client.get(reverse("notify:receipts", args=["fake"])).status_code == 405
+
+
+# --- replies (上行短信) ---------------------------------------------------------------------------------
+
+
+def push_replies(client, *items, code="fake", signature=None):
+    body = json.dumps({"replies": list(items)}, ensure_ascii=False).encode()
+    headers = {SIGNATURE_HEADER: sign(SECRET, body) if signature is None else signature}
+    return client.post(
+        reverse("notify:replies_push", args=[code]), data=body, content_type="application/json", headers=headers
+    )
+
+
+class TestReplies:
+    @pytest.mark.parametrize("text", ["TD", "td", "T", "退订", " 退订。", "ＴＤ", "t d"])
+    def test_an_opt_out_reply_opts_the_number_out(self, client, sms_server, policy, text):
+        response = push_replies(client, {"id": "r-1", "mobile": "+86 138-0013-8010", "text": text})
+        assert response.status_code == 200
+        optout = OptOut.objects.get(mobile="13800138010")
+        assert optout.source == "reply"
+        assert services.is_opted_out("13800138010")
+
+    def test_replies_are_stored_once_listed_and_other_text_does_not_opt_out(self, client, admin_client, sms_server,
+                                                                              policy):  # fmt: skip
+        items = [{"id": "r-1", "mobile": "13800138010", "text": "收到，谢谢", "time": "2026-01-05T08:00:00+08:00"},
+                 {"id": "r-2", "mobile": "13800138011", "text": "TD"}]  # fmt: skip
+        assert push_replies(client, *items).status_code == 200
+        assert push_replies(client, *items).status_code == 200  # re-pushed: stored once
+        assert list(OptOut.objects.values_list("mobile", flat=True)) == ["13800138011"]
+        page = html(admin_client.get(reverse("notify:replies")))
+        assert "收到，谢谢" in page and "13800138011" in page and "已退订" in page
+        from yiwang.notify.models import InboundSms
+
+        assert InboundSms.objects.count() == 2
+
+    def test_unsigned_replies_are_refused(self, client, sms_server, policy):
+        response = push_replies(client, {"id": "r-1", "mobile": "13800138010", "text": "TD"}, signature="0" * 64)
+        assert response.status_code == 403 and not OptOut.objects.exists()
+        assert (
+            push_replies(client, {"id": "r-1", "mobile": "13800138010", "text": "TD"}, code="nope").status_code == 404
+        )
+
+    def test_a_sent_notice_is_refused_after_td(self, client, sms_server, units, policy):
+        push_replies(client, {"mobile": "13800138010", "text": "退订"})
+        from django.core.exceptions import ValidationError
+
+        with pytest.raises(ValidationError, match="已退订"):
+            services.message_send(unit=units["edu"], mobile="13800138010", body="会议通知")
