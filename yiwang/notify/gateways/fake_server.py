@@ -19,6 +19,8 @@ failover, signed receipts — runs for real without sending a single SMS:
   callback URL as ``{"receipts": [{"id", "provider_id", "mobile", "status", "error_code",
   "error_message", "time"}]}``, signed with HMAC-SHA256 of the body under the shared secret
   (header ``X-Fake-Signature``, hex). A failed post is retried with backoff, five times.
+* Replies (上行): ``server.send_replies(url, [{"mobile", "text"}])`` posts people's replies
+  as ``{"replies": [{"id", "mobile", "text", "time"}]}``, signed the same way (e.g. a "TD").
 
 Every request must carry the shared secret in ``X-Fake-Secret``. The server binds 127.0.0.1
 only and posts receipts only to loopback URLs: it is a test double, not a relay.
@@ -162,6 +164,7 @@ class FakeSmsServer:
         self._seq = 0
         self._counts: Counter[str] = Counter()
         self._pending: deque[list] = deque()  # [due (monotonic), attempts, receipt]
+        self._reply_seq = 0  # ids of the replies (上行) it pushes
         self._clients: dict[str, HttpClient] = {}
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
         self._httpd.daemon_threads = True
@@ -356,24 +359,43 @@ class FakeSmsServer:
                 self._pending.extendleft(reversed(retry))
             return
 
+    def replies_body(self, replies: list[dict]) -> tuple[bytes, dict]:
+        """A push of people's replies (上行) and its headers, signed like receipts."""
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+        with self._lock:
+            self._reply_seq += len(replies)
+            first = self._reply_seq - len(replies) + 1
+        items = [{"id": f"reply-{first + n}", "time": now, **r} for n, r in enumerate(replies)]
+        body = json.dumps({"replies": items}, ensure_ascii=False).encode()
+        return body, {"Content-Type": "application/json", SIGNATURE_HEADER: sign(self.secret, body)}
+
+    def send_replies(self, url: str, replies: list[dict]) -> bool:
+        """Post ``[{"mobile", "text"}, …]`` as people's replies to ``url`` (loopback only), e.g. TD."""
+        body, headers = self.replies_body(replies)
+        return self._post(_callback_url(url), body, headers, "replies")
+
     def _post_receipts(self, url: str, receipts: list[dict]) -> bool:
         now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         body = json.dumps({"receipts": [{**r, "time": now} for r in receipts]}, ensure_ascii=False).encode()
+        headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(self.secret, body)}
+        return self._post(url, body, headers, "receipts")
+
+    def _post(self, url: str, body: bytes, headers: dict, what: str) -> bool:
         parts = urlsplit(url)
-        client = self._clients.get(url)
+        clients = self._clients if what == "receipts" else {}  # the receipts thread's own keep-alive clients
+        client = clients.get(url)
         if client is None:
-            client = self._clients[url] = HttpClient(f"{parts.scheme}://{parts.netloc}", timeout=10)
+            client = clients[url] = HttpClient(f"{parts.scheme}://{parts.netloc}", timeout=10)
         path = parts.path or "/"
         if parts.query:
             path += f"?{parts.query}"
-        headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(self.secret, body)}
         try:
             response = client.request("POST", path, body=body, headers=headers)
         except TransportError as error:
-            logger.warning("fake SMS gateway: receipts to %s failed: %s", url, error)
+            logger.warning("fake SMS gateway: %s to %s failed: %s", what, url, error)
             return False
         if not 200 <= response.status < 300:
-            logger.warning("fake SMS gateway: receipts to %s answered HTTP %s", url, response.status)
+            logger.warning("fake SMS gateway: %s to %s answered HTTP %s", what, url, response.status)
         return 200 <= response.status < 300
 
 

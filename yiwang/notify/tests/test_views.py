@@ -760,3 +760,13 @@ class TestReplies:
 
         with pytest.raises(ValidationError, match="已退订"):
             services.message_send(unit=units["edu"], mobile="13800138010", body="会议通知")
+
+
+def test_the_fake_gateways_reply_push_is_accepted(client, sms_server, policy):
+    body, headers = sms_server.replies_body([{"mobile": "13800138012", "text": "退订"}, {"mobile": "1", "text": "TD"}])
+    response = client.post(reverse("notify:replies_push", args=["fake"]), data=body, content_type="application/json",
+                           headers={k: v for k, v in headers.items() if k != "Content-Type"})  # fmt: skip
+    assert response.status_code == 200
+    assert list(OptOut.objects.values_list("mobile", flat=True)) == [
+        "13800138012"
+    ]  # "1" is no number: kept, no opt-out
