@@ -512,6 +512,7 @@ def _send(request, caller: Caller, data: dict, template: Template | None) -> Mes
         test=caller.test,
         callback_url=data["callback_url"],
         send_at=data["send_at"],
+        idempotency_key=request.headers.get("Idempotency-Key", "").strip(),
     )
 
 
@@ -560,9 +561,26 @@ class MessageViewSet(NotifyViewMixin, viewsets.GenericViewSet):
         summary="发送一条短信",
         description="用模板（template + values）或直接给内容（body）向一个号码发送一条短信；签名自动加在开头。"
         "返回已保存的短信（status 为 created），提交后由调度器发出。已退订号码不能收非紧急短信；"
-        "超出本单位每日配额时 409。测试密钥发送的短信只进入模拟网关；团队密钥只能发给本单位人员。",
+        "超出本单位每日配额时 409。测试密钥发送的短信只进入模拟网关；团队密钥只能发给本单位人员。"
+        "带 Idempotency-Key 头时，同一单位以同一键重复提交（如超时后重试）返回第一次创建的短信（200），不会重复发送。",
         request=NotifyMessageInputSerializer,
-        responses={201: NotifyMessageSerializer, 400: ERRORS[400], 403: ERRORS[403], **CONFLICT, **THROTTLED},
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                required=False,
+                description="调用方生成的唯一键（最长 64 字符）；重试时带同一个键，避免重复发送",
+            )
+        ],
+        responses={
+            200: OpenApiResponse(NotifyMessageSerializer, description="该 Idempotency-Key 已发送过：返回原短信"),
+            201: NotifyMessageSerializer,
+            400: ERRORS[400],
+            403: ERRORS[403],
+            **CONFLICT,
+            **THROTTLED,
+        },
     )
     def create(self, request):
         data = _valid(NotifyMessageInputSerializer, request.data)
@@ -573,9 +591,12 @@ class MessageViewSet(NotifyViewMixin, viewsets.GenericViewSet):
             mobile = normalise_mobile(data["mobile"])
             if not _team_mobiles(caller.unit.pk, {mobile}):
                 raise PermissionDenied(_team_refusal([mobile]))
+        key = request.headers.get("Idempotency-Key", "").strip()
+        if len(key) > 64:
+            raise serializers.ValidationError({"Idempotency-Key": [_("Idempotency-Key 最长 64 个字符。")]})
         with _engine():
             message = _send(request, caller, data, template)
-        return Response(_message_payload([message.pk])[0], status=201)
+        return Response(_message_payload([message.pk])[0], status=200 if message.replayed else 201)
 
     @extend_schema(
         summary="批量发送短信",

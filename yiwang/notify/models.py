@@ -191,6 +191,8 @@ class Message(models.Model):
     test = models.BooleanField(_("测试"), default=False)
     module = models.CharField(_("来源模块"), max_length=32, blank=True)
     reference = models.CharField(_("业务编号"), max_length=64, blank=True)
+    # the API caller's Idempotency-Key header: a retried request returns this message
+    idempotency_key = models.CharField(max_length=64, blank=True, db_default="")
     callback_url = models.URLField(_("回执回调地址"), blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
@@ -213,6 +215,10 @@ class Message(models.Model):
         ordering = ["-id"]
         constraints = [
             models.UniqueConstraint(fields=["job", "row"], name="notify_message_job_row"),
+            # One message per caller's key: a retried request returns the message it already made.
+            models.UniqueConstraint(
+                fields=["unit", "idempotency_key"], condition=~Q(idempotency_key=""), name="notify_message_idempotency"
+            ),
         ]
         indexes = [
             # The dispatcher's queues: single messages still to send, by lane; a job's rows still to

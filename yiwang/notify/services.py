@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.base import File
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -329,22 +329,40 @@ def message_send(
     test: bool = False,
     callback_url: str = "",
     send_at: dt.datetime | None = None,
+    idempotency_key: str = "",
 ) -> Message:
-    """Send one SMS (the one call every module uses). Returns the saved message; it goes out on commit."""
+    """Send one SMS (the one call every module uses). Returns the saved message; it goes out on commit.
+
+    With an ``idempotency_key`` (the API's ``Idempotency-Key`` header), a call repeated with the same
+    key for the unit returns the message the first made (``replayed`` set) and sends nothing more."""
     policy = _check_sender(actor, unit)
+    key = (idempotency_key or "")[:64]
+    if key and (existing := Message.objects.filter(unit=unit, idempotency_key=key).first()) is not None:
+        existing.replayed = True
+        return existing
     item = Outgoing(mobile=mobile, template=template, values=values, body=body, reference=reference, urgent=urgent,
                     callback_url=callback_url, send_at=send_at)  # fmt: skip
     message = _message_for(unit=unit, policy=policy, item=item, now=timezone.now(), opted_out=is_opted_out)
-    if not test:  # a test key's messages only reach the fake gateway: no quota
-        quota_reserve(unit=unit, count=1, day=timezone.localdate(message.not_before or timezone.now()), policy=policy)
-    message.test, message.module, message.created_by = test, module[:32], actor
-    message.save()
+    message.test, message.module, message.created_by, message.idempotency_key = test, module[:32], actor, key
+    try:
+        with transaction.atomic():
+            if not test:  # a test key's messages only reach the fake gateway: no quota
+                day = timezone.localdate(message.not_before or timezone.now())
+                quota_reserve(unit=unit, count=1, day=day, policy=policy)
+            message.save()
+    except IntegrityError:
+        if not key:
+            raise
+        existing = Message.objects.get(unit=unit, idempotency_key=key)  # a concurrent call with the key won
+        existing.replayed = True
+        return existing
+    message.replayed = False
     audit_record(actor=actor, action="notify.message.send", obj=message, unit_id=unit.pk,
                  changes={"mobile": [None, _masked(message.mobile)]})  # fmt: skip
     from . import tasks
 
     urgent_lane = message.priority == Message.Priority.URGENT
-    transaction.on_commit(lambda: tasks.kick(urgent=urgent_lane))
+    transaction.on_commit(lambda: tasks.kick(urgent=urgent_lane), robust=True)  # never raises after the save
     return message
 
 
@@ -385,7 +403,7 @@ def message_send_many(
 
     lanes = {m.priority == Message.Priority.URGENT for m in messages}
     for lane in lanes:
-        transaction.on_commit(lambda lane=lane: tasks.kick(urgent=lane))
+        transaction.on_commit(lambda lane=lane: tasks.kick(urgent=lane), robust=True)
     return messages
 
 

@@ -7,6 +7,7 @@ the demo's single worker consumes both.
 
 from __future__ import annotations
 
+import logging
 import time
 
 from celery import shared_task
@@ -15,16 +16,25 @@ from django.core.cache import cache
 from . import dispatch, services
 from .models import Job
 
+logger = logging.getLogger(__name__)
 URGENT_QUEUE, NORMAL_QUEUE = "notify_urgent", "notify"
 RUN_SECONDS = 20  # a dispatcher run loops this long at most, then hands over to a fresh task
 
 
 def kick(*, urgent: bool) -> None:
-    """Wake the dispatcher of a lane. Urgent: always; normal: at most one wake-up a second."""
-    if urgent:
-        run_dispatch.apply_async(args=[dispatch.URGENT], queue=URGENT_QUEUE)
-    elif cache.add("notify:kick:normal", 1, timeout=1):
-        run_dispatch.apply_async(args=[dispatch.NORMAL], queue=NORMAL_QUEUE)
+    """Wake the dispatcher of a lane. Urgent: always; normal: at most one wake-up a second.
+
+    Never raises: it runs after the message row is committed, and a caller that saw an error
+    would retry and send twice. With the broker down the beat's ``tick`` (``has_work``) wakes
+    the lane once the broker is back."""
+    try:
+        if urgent:
+            run_dispatch.apply_async(args=[dispatch.URGENT], queue=URGENT_QUEUE, retry=False)
+        elif cache.add("notify:kick:normal", 1, timeout=1):
+            run_dispatch.apply_async(args=[dispatch.NORMAL], queue=NORMAL_QUEUE, retry=False)
+    except Exception:  # broker or cache down: the row is saved, the beat catches up
+        logger.warning("notify: could not wake the %s dispatcher; the beat will", "urgent" if urgent else "normal",
+                       exc_info=True)  # fmt: skip
 
 
 @shared_task(name="yiwang.notify.tasks.run_dispatch", ignore_result=True, acks_late=True)

@@ -595,3 +595,25 @@ def test_schema_documents_the_api(alice_client):
     assert response.status_code == 200
     for path in (b"/api/notify/messages/batch/", b"/api/notify/jobs/{id}/confirm/", b"/api/notify/templates/{code}/"):
         assert path in response.content
+
+
+def send_keyed(client, auth, key: str):
+    payload = {"mobile": "13800138000", "template": "exam", "values": VALUES}
+    return post(client, f"{API}/messages/", payload, HTTP_IDEMPOTENCY_KEY=key, **auth)
+
+
+class TestIdempotency:
+    def test_a_retried_send_with_the_same_key_returns_the_first_message(self, client, live, notice):
+        first = send_keyed(client, live, "order-42")
+        again = send_keyed(client, live, "order-42")
+        assert (first.status_code, again.status_code) == (201, 200)
+        assert first.json()["id"] == again.json()["id"]
+        assert Message.objects.count() == 1 and UsageDay.objects.get(unit=notice.unit).reserved == 1
+        other = send_keyed(client, live, "order-43")
+        assert other.status_code == 201 and Message.objects.count() == 2
+        assert send(client, live).status_code == 201 and send(client, live).status_code == 201  # no key: each sends
+
+    def test_an_overlong_key_is_refused(self, client, live, notice):
+        response = send_keyed(client, live, "k" * 65)
+        assert response.status_code == 400 and "Idempotency-Key" in error(response)["details"]
+        assert not Message.objects.exists()

@@ -11,8 +11,9 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
-from yiwang.notify import services
+from yiwang.notify import services, tasks
 from yiwang.notify.models import Job, Message, Template, UsageDay
+from yiwang.notify.tasks import kick as real_kick  # imported before the autouse fixture replaces it
 
 pytestmark = pytest.mark.django_db
 
@@ -72,6 +73,19 @@ class TestSendOne:
         assert not UsageDay.objects.filter(reserved__gt=0).exists()
         services.message_send(unit=notice.unit, mobile="13800138000", body="正式")
         assert UsageDay.objects.get(unit=notice.unit).reserved == 1
+
+    def test_a_broker_outage_after_the_save_does_not_raise(self, monkeypatch, notice,
+                                                            django_capture_on_commit_callbacks):  # fmt: skip
+        from kombu.exceptions import OperationalError
+
+        def broker_down(*args, **kwargs):
+            raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+        monkeypatch.setattr(tasks, "kick", real_kick)
+        monkeypatch.setattr(tasks.run_dispatch, "apply_async", broker_down)
+        with django_capture_on_commit_callbacks(execute=True):
+            message = services.message_send(unit=notice.unit, mobile="13800138000", body="你好", urgent=True)
+        assert Message.objects.get(pk=message.pk).status == Message.Status.CREATED  # saved; the beat sends it
 
     def test_missing_placeholder(self, alice, notice):
         with pytest.raises(ValidationError) as exc:
