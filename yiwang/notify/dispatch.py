@@ -225,8 +225,17 @@ def _record(rows: list[Message], results: dict, gateway_code: str) -> None:
         for message in rows:
             if message.pk in settled:
                 fresh = Message.objects.get(pk=message.pk)
+                day = usage[(message.unit_id, timezone.localdate(now))]
+                if message.status == Message.Status.PERMANENT_FAILURE:
+                    day["failed"] -= 1  # the carrier's receipt has the last word
+                if message.sent_at is None:
+                    # The gateway's answer was lost (timeout) but its receipt came: it was sent.
+                    message.sent_at = now
+                    day["sent"] += 1
+                    day["parts"] += message.parts
                 message.status, message.delivered_at = fresh.status, fresh.delivered_at
                 message.error_code, message.error = fresh.error_code, fresh.error
+                message.not_before = fresh.not_before
         sent = [m for m in rows if m.status == Message.Status.SENT]
         _save_sent(sent, gateway_code, now, claims)
         sent_ids = {m.pk for m in sent}

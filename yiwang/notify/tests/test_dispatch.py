@@ -229,6 +229,25 @@ class TestReceiptRace:
                          "fake")  # fmt: skip
         message.refresh_from_db()
         assert message.status == Message.Status.DELIVERED and message.provider_id == "p-1"
+        assert message.sent_at is not None
+        usage = UsageDay.objects.get(unit=units["edu"])
+        assert (usage.sent, usage.delivered) == (1, 1)
+
+    @pytest.mark.parametrize("lost", ["timeout", "refused"])
+    def test_a_receipt_counts_as_sent_when_the_gateways_answer_was_lost(self, sms_server, units, policy, lost):
+        from yiwang.notify.gateways import SendResult, SendStatus
+
+        (message,) = send_notice(units["edu"])
+        claimed = dispatch.claim(Message.objects.all(), limit=1)
+        receipt = Receipt(provider_id="p-1", status=ReceiptStatus.DELIVERED, id=str(message.pk))
+        services.receipts_apply(gateway_code="fake", receipts=[receipt])
+        status = SendStatus.TEMPORARY_FAILURE if lost == "timeout" else SendStatus.PERMANENT_FAILURE
+        dispatch._record(claimed, {str(message.pk): SendResult(str(message.pk), status, "fake", error_code="x")},
+                         "fake")  # fmt: skip
+        message.refresh_from_db()
+        assert message.status == Message.Status.DELIVERED and message.sent_at is not None
+        usage = UsageDay.objects.get(unit=units["edu"])
+        assert (usage.sent, usage.delivered, usage.failed) == (1, 1, 0)
 
     def test_quiet_hours_pause_mass_sends(self, sms_server, alice, units, notice):
         job = sending_job(alice, notice, 5)
