@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import time
 import uuid
 from collections import defaultdict
+from contextlib import contextmanager
 
 from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -32,7 +34,10 @@ URGENT, NORMAL = "urgent", "normal"
 BATCH = 200
 MAX_ATTEMPTS = 5
 BACKOFF_SECONDS = (30, 120, 600, 1800)
-STUCK_AFTER = dt.timedelta(minutes=5)
+# A claim is a lease: a live dispatcher renews it every HEARTBEAT seconds while its gateway call
+# runs, so the beat (every 5 s) returns a dead worker's rows within LEASE + 5 s, not 5 minutes.
+HEARTBEAT = 5.0
+STUCK_AFTER = dt.timedelta(seconds=20)
 PENDING = (Message.Status.CREATED, Message.Status.TEMPORARY_FAILURE)
 
 
@@ -157,12 +162,39 @@ def send(rows: list[Message]) -> int:
         gateway = choose_gateway(test=test)
         outbound = [_outbound(m) for m in group]
         try:
-            results = {r.id: r for r in gateway.send(outbound)}
+            with _heartbeat({m.claim for m in group}):
+                results = {r.id: r for r in gateway.send(outbound)}
         except Exception as exc:  # noqa: BLE001 - any transport error is a temporary failure for the batch
             logger.warning("短信网关 %s 发送失败：%s", gateway.code, exc)
             results = {}
         _record(group, results, gateway.code)
     return len(rows)
+
+
+@contextmanager
+def _heartbeat(claims: set[str]):
+    """Renew the lease of the claimed rows every ``HEARTBEAT`` s while a gateway call lasts (a
+    thread with its own connection; a call shorter than one beat writes nothing)."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        try:
+            while not stop.wait(HEARTBEAT):
+                Message.objects.filter(claim__in=claims, status=Message.Status.SENDING).update(
+                    claimed_at=timezone.now()
+                )
+        except Exception:  # a missed beat only risks an early requeue (the gateway dedupes ids)
+            logger.warning("notify: lease heartbeat failed", exc_info=True)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=beat, name="notify-lease", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=HEARTBEAT)
 
 
 def _outbound(message: Message) -> OutboundSms:

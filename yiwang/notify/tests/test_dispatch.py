@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -70,7 +71,7 @@ class TestOncePerRow:
         dispatch.claim(Message.objects.all(), limit=10)  # a worker claimed it, then died
         assert dispatch.dispatch_round(dispatch.NORMAL) == 0
         assert dispatch.requeue_stuck() == 0  # not old enough yet
-        with time_machine.travel(timezone.now() + dt.timedelta(minutes=6)):
+        with time_machine.travel(timezone.now() + dt.timedelta(seconds=25)):  # a dead worker's lease ran out
             assert dispatch.requeue_stuck() == 1
             assert dispatch.dispatch_round(dispatch.NORMAL) == 1
         assert [m["id"] for m in accepted(sms_server)] == [str(message.pk)]
@@ -288,3 +289,28 @@ def test_an_urgent_job_waits_for_its_confirmation(sms_server, alice, admin, unit
     services.job_start_due()
     assert dispatch.dispatch_round(dispatch.NORMAL) == 1
     assert accepted(sms_server)[0]["text"].endswith("机房一号温度过高")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_live_dispatcher_renews_its_lease_during_a_slow_gateway_call(units, policy, monkeypatch, request):
+    from yiwang.notify.gateways import SendResult, SendStatus
+
+    request.addfinalizer(dispatch._codes.clear)  # the flush after this test reuses template ids
+
+    (message,) = send_notice(units["edu"])
+    claimed_at = []
+
+    class Slow:
+        code = "slow"
+
+        def send(self, batch):
+            first = Message.objects.get(pk=message.pk).claimed_at
+            time.sleep(0.5)  # several beats
+            claimed_at.extend([first, Message.objects.get(pk=message.pk).claimed_at])
+            return [SendResult(sms.id, SendStatus.ACCEPTED, "slow", f"s-{sms.id}") for sms in batch]
+
+    monkeypatch.setattr(dispatch, "HEARTBEAT", 0.1)
+    monkeypatch.setattr(dispatch, "choose_gateway", lambda test=False: Slow())
+    assert dispatch.dispatch_round(dispatch.NORMAL) == 1
+    assert claimed_at[1] > claimed_at[0]  # renewed while the call lasted: the beat does not requeue it
+    assert Message.objects.get(pk=message.pk).status == Message.Status.SENT
