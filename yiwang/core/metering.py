@@ -54,6 +54,12 @@ def flush() -> int:
     return len(rows)
 
 
+def discard() -> None:
+    """Drop buffered counts without writing them (tests: a previous test's requests)."""
+    with _lock:
+        _counts.clear()
+
+
 def module_of(request) -> str:
     match = getattr(request, "resolver_match", None)
     if match is None:

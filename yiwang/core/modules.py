@@ -43,6 +43,11 @@ def register(module: Module) -> None:
     _modules[module.code] = module
 
 
+def all_modules() -> list[Module]:
+    """Every registered module, built or planned, whoever looks (usage figures name them)."""
+    return sorted(_modules.values(), key=lambda m: (m.order, m.code))
+
+
 def modules_for(user) -> list[Module]:
     return sorted(
         (m for m in _modules.values() if m.visible is None or m.visible(user)),

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, viewsets
-from rest_framework.decorators import action, api_view
+from rest_framework.decorators import action, api_view, permission_classes
 from rest_framework.response import Response
 
 from yiwang.core.api import IsAuthenticatedScoped
 from yiwang.core.validators import normalise_mobile, validate_mobile, validate_visible_text
 
 from . import selectors, services
+from . import usage as usage_selectors
 from .backends import user_for_login
 from .models import Delegation, Post, Role, Unit, User
 
@@ -304,3 +307,100 @@ def me(request):
 
 
 me.cls.api_scope = "org"
+
+
+# --- usage (应用情况) ---------------------------------------------------------------------------
+
+
+class UsageQuerySerializer(serializers.Serializer):
+    start = serializers.DateField(required=False, help_text="起始日期（含），默认截止日期前 29 天")
+    end = serializers.DateField(required=False, help_text="截止日期（含），默认今天")
+    module = serializers.CharField(required=False, allow_blank=True, max_length=32, help_text="模块代码")
+    unit = serializers.IntegerField(required=False, min_value=1, help_text="单位编号")
+
+    def validate(self, data):
+        from django.utils import timezone
+
+        end = data.get("end") or timezone.localdate()
+        start = data.get("start") or end - dt.timedelta(days=29)
+        try:
+            usage_selectors.period_check(start, end)
+        except ValidationError as error:
+            raise serializers.ValidationError({"end": error.messages}) from error
+        return {**data, "start": start, "end": end}
+
+
+class ModuleUsageSerializer(serializers.Serializer):
+    module = serializers.CharField()
+    name = serializers.CharField()
+    active_users = serializers.IntegerField()
+    actions = serializers.IntegerField()
+    active_units = serializers.IntegerField()
+
+
+class UnitUsageSerializer(serializers.Serializer):
+    unit_id = serializers.IntegerField()
+    unit_name = serializers.CharField()
+    module = serializers.CharField()
+    active_users = serializers.IntegerField()
+    actions = serializers.IntegerField()
+
+
+class DayUsageSerializer(serializers.Serializer):
+    day = serializers.DateField()
+    active_users = serializers.IntegerField()
+    actions = serializers.IntegerField()
+
+
+class SystemUsageSerializer(serializers.Serializer):
+    system_id = serializers.IntegerField()
+    name = serializers.CharField()
+    unit_name = serializers.CharField()
+    calls = serializers.IntegerField()
+    active_days = serializers.IntegerField()
+
+
+class IdleUnitSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    code = serializers.CharField()
+
+
+class UsageSerializer(serializers.Serializer):
+    start = serializers.DateField()
+    end = serializers.DateField()
+    modules = ModuleUsageSerializer(many=True)
+    units = UnitUsageSerializer(many=True)
+    daily = DayUsageSerializer(many=True)
+    systems = SystemUsageSerializer(many=True)
+    idle_units = IdleUnitSerializer(many=True, allow_null=True, help_text="给了 module 时：这段时间从未使用它的单位")
+
+
+@extend_schema(
+    summary="应用情况（使用量）",
+    description="按模块、单位、日期统计活跃人数和操作次数，接入系统的接口调用次数，及从未使用某模块的单位。"
+    "范围与列表页相同：只统计调用者可见的单位。",
+    parameters=[UsageQuerySerializer],
+    responses=UsageSerializer,
+)
+@api_view(["GET"])
+@permission_classes([IsAuthenticatedScoped])
+def usage(request):
+    query = UsageQuerySerializer(data=request.query_params)
+    query.is_valid(raise_exception=True)
+    params = query.validated_data
+    user, start, end = request.user, params["start"], params["end"]
+    module, unit_id = params.get("module", ""), params.get("unit")
+    body = {
+        "start": start,
+        "end": end,
+        "modules": usage_selectors.module_usage(user=user, start=start, end=end, unit_id=unit_id),
+        "units": usage_selectors.unit_usage(user=user, start=start, end=end, module=module),
+        "daily": usage_selectors.daily_usage(user=user, start=start, end=end, module=module, unit_id=unit_id),
+        "systems": usage_selectors.system_usage(user=user, start=start, end=end),
+        "idle_units": usage_selectors.idle_units(user=user, module=module, start=start, end=end) if module else None,
+    }
+    return Response(UsageSerializer(body).data)
+
+
+usage.cls.api_scope = "org"  # a key needs org:read

@@ -11,4 +11,4 @@ router.register("people", api.PersonViewSet, basename="person")
 router.register("roles", api.RoleViewSet, basename="role")
 router.register("delegations", api.DelegationViewSet, basename="delegation")
 
-urlpatterns = [path("me/", api.me, name="me"), *router.urls]
+urlpatterns = [path("me/", api.me, name="me"), path("usage/", api.usage, name="usage"), *router.urls]

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm
+from django.core.exceptions import ValidationError
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from yiwang.core.validators import normalise_mobile, validate_mobile, validate_visible_text
 
+from . import selectors
 from .models import ApiKey, Post, Role, Unit, User
 from .services import API_SCOPES, grantable_roles
+from .usage import period_check
 
 
 class LoginForm(AuthenticationForm):
@@ -281,3 +287,28 @@ class ImportForm(forms.Form):
         if upload.size > self.MAX_BYTES:
             raise forms.ValidationError(_("文件过大（上限 5 MB）。"))
         return upload
+
+
+class UsageFilterForm(forms.Form):
+    """The usage page's filters: a period (default: the last 30 days), a module, a unit."""
+
+    start = forms.DateField(label=_("起始日期"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(label=_("截止日期"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    module = forms.ChoiceField(label=_("模块"), required=False)
+    unit = forms.TypedChoiceField(label=_("单位"), required=False, coerce=int, empty_value=None)
+
+    def __init__(self, *args, user, module_choices, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["module"].choices = [("", _("全部模块")), *module_choices]
+        self.fields["unit"].choices = [("", _("全部单位")), *_unit_choices(selectors.unit_list(user=user))]
+
+    def clean(self):
+        data = super().clean()
+        end = data.get("end") or timezone.localdate()
+        start = data.get("start") or end - dt.timedelta(days=29)
+        try:
+            period_check(start, end)
+        except ValidationError as error:
+            self.add_error("end", error)
+        data["start"], data["end"] = start, end
+        return data

@@ -30,6 +30,7 @@ urlpatterns = [
     path("posts/<int:pk>/remove/", views.post_remove, name="post_remove"),
     path("delegations/", views.delegation_list, name="delegation_list"),
     path("delegations/<int:pk>/revoke/", views.delegation_revoke, name="delegation_revoke"),
+    path("usage/", views.usage, name="usage"),
     path("systems/", views.system_list, name="system_list"),
     path("systems/<int:pk>/", views.system_detail, name="system_detail"),
     path("keys/<int:pk>/revoke/", views.api_key_revoke, name="api_key_revoke"),

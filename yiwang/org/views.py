@@ -27,6 +27,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from yiwang.core.ui import add_service_errors, paginate
 
 from . import selectors, services
+from . import usage as usage_selectors
 from .forms import (
     ApiKeyForm,
     DelegationForm,
@@ -42,6 +43,7 @@ from .forms import (
     UnitFilterForm,
     UnitForm,
     UnitMergeForm,
+    UsageFilterForm,
 )
 from .middleware import SESSION_POST
 from .models import Post
@@ -519,3 +521,42 @@ def api_key_revoke(request, pk: int):
     services.api_key_revoke(actor=request.user, key=key)
     messages.success(request, _("密钥已撤销，使用它的请求将被拒绝。"))
     return redirect("org:system_detail", pk=key.system_id)
+
+
+@login_required
+def usage(request):
+    """Who uses which module: trend, per module, per unit, idle units, consumer systems."""
+    names = usage_selectors.module_names()
+    # always bound: no parameters at all is valid too and means the last 30 days
+    form = UsageFilterForm(request.GET, user=request.user, module_choices=sorted(names.items()))
+    context = {"filter_form": form, "names": names}
+    if form.is_valid():
+        data = form.cleaned_data
+        user, start, end = request.user, data["start"], data["end"]
+        module, unit_id = data.get("module") or "", data.get("unit")
+        daily = usage_selectors.daily_usage(user=user, start=start, end=end, module=module, unit_id=unit_id)
+        context.update(
+            start=start,
+            end=end,
+            module=module,
+            module_name=names.get(module, module),
+            daily=daily,
+            modules=usage_selectors.module_usage(user=user, start=start, end=end, unit_id=unit_id),
+            units_page=paginate(
+                request, usage_selectors.unit_usage(user=user, start=start, end=end, module=module), per_page=20
+            ),
+            idle=usage_selectors.idle_units(user=user, module=module, start=start, end=end) if module else None,
+            systems=usage_selectors.system_usage(user=user, start=start, end=end),
+            chart={
+                "tooltip": {"trigger": "axis"},
+                "legend": {"data": [_("活跃人数"), _("操作次数")]},
+                "grid": {"left": 48, "right": 48, "top": 40, "bottom": 32},
+                "xAxis": {"type": "category", "data": [d.day.isoformat() for d in daily]},
+                "yAxis": [{"type": "value", "name": _("人")}, {"type": "value", "name": _("次")}],
+                "series": [
+                    {"name": _("活跃人数"), "type": "line", "data": [d.active_users for d in daily]},
+                    {"name": _("操作次数"), "type": "bar", "yAxisIndex": 1, "data": [d.actions for d in daily]},
+                ],
+            },
+        )
+    return render(request, "org/usage.html", context)
