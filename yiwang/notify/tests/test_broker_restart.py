@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - fixtures imported from test_worker are parameters of these tests
 """A Redis broker restarted in the middle of a mass send: the worker stays up and the job finishes.
 
 Celery's Redis transport has lost workers across a broker restart: with gossip and mingle on, a
@@ -56,9 +57,20 @@ class PrivateRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
+        args = [
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.dir),
+        ]
         self.proc = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.dir)],  # fmt: skip
+            [REDIS_SERVER, *args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -97,7 +109,13 @@ def workers_on_private_redis(private_redis, shared_db, queues, tmp_path, monkeyp
 
 
 def test_worker_survives_a_redis_restart_mid_job_and_the_job_completes(
-    workers_on_private_redis, private_redis, sms_server, roomy, alice, notice, tmp_path
+    workers_on_private_redis,
+    private_redis,
+    sms_server,
+    roomy,
+    alice,
+    notice,
+    tmp_path,
 ):
     from yiwang.celery import app
 
