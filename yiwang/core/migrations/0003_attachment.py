@@ -4,31 +4,30 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('core', '0002_notice'),
+        ("core", "0002_notice"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Attachment',
+            name="Attachment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('module', models.CharField(db_index=True, max_length=32, verbose_name='所属模块')),
-                ('name', models.CharField(max_length=200, verbose_name='文件名')),
-                ('kind', models.CharField(max_length=8, verbose_name='类型')),
-                ('content_type', models.CharField(max_length=100, verbose_name='内容类型')),
-                ('size', models.PositiveBigIntegerField(verbose_name='大小')),
-                ('sha256', models.CharField(db_index=True, max_length=64, verbose_name='SHA-256')),
-                ('file', models.FileField(max_length=255, upload_to='', verbose_name='文件')),
-                ('owner_id', models.BigIntegerField(blank=True, null=True, verbose_name='上传人')),
-                ('unit_id', models.BigIntegerField(blank=True, db_index=True, null=True, verbose_name='所属单位')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='上传时间')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("module", models.CharField(db_index=True, max_length=32, verbose_name="所属模块")),
+                ("name", models.CharField(max_length=200, verbose_name="文件名")),
+                ("kind", models.CharField(max_length=8, verbose_name="类型")),
+                ("content_type", models.CharField(max_length=100, verbose_name="内容类型")),
+                ("size", models.PositiveBigIntegerField(verbose_name="大小")),
+                ("sha256", models.CharField(db_index=True, max_length=64, verbose_name="SHA-256")),
+                ("file", models.FileField(max_length=255, upload_to="", verbose_name="文件")),
+                ("owner_id", models.BigIntegerField(blank=True, null=True, verbose_name="上传人")),
+                ("unit_id", models.BigIntegerField(blank=True, db_index=True, null=True, verbose_name="所属单位")),
+                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="上传时间")),
             ],
             options={
-                'verbose_name': '附件',
-                'verbose_name_plural': '附件',
-                'ordering': ['id'],
+                "verbose_name": "附件",
+                "verbose_name_plural": "附件",
+                "ordering": ["id"],
             },
         ),
     ]

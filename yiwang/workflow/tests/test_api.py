@@ -222,7 +222,10 @@ class TestTaskActions:
         response = login(carol).post(f"{API}/tasks/{task.pk}/approve/", {"comment": "同意", "files": files})
         assert response.status_code == 200, response.content
         (entry,) = [x for x in login(alice).get(f"{API}/cases/{case.pk}/").json()["timeline"] if x["kind"] == "approve"]
-        assert [(f["name"], f["size"]) for f in entry["attachments"]] == [("意见.docx", len(sample.DOCX)), ("图.png", len(sample.PNG))]
+        assert [(f["name"], f["size"]) for f in entry["attachments"]] == [
+            ("意见.docx", len(sample.DOCX)),
+            ("图.png", len(sample.PNG)),
+        ]
 
     def test_bad_attachment_refused(self, media, started, carol):
         _case, task = started
