@@ -11,12 +11,23 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections.abc import Mapping
 from functools import lru_cache
 
 import chinese_calendar
+from chinese_calendar import constants as _package
+from django.dispatch import Signal
 
 logger = logging.getLogger(__name__)
 _warned_years: set[int] = set()
+
+# The years the installed chinese-calendar package carries the State Council's notice for.
+PACKAGE_YEARS = range(min(_package.holidays).year, max(_package.holidays).year + 1)
+
+# Sent by ``core.calendar_services.calendar_year_save`` inside its transaction, after a year's
+# notice was entered or corrected: ``year`` and ``previous`` ({day: was it a working day} for
+# every day of that year before the change). Modules that keep deadlines (workflow) recount them.
+calendar_changed = Signal()
 
 
 @lru_cache(maxsize=2)
@@ -36,10 +47,55 @@ def clear_cache() -> None:
     _overrides_for.cache_clear()
 
 
-def is_working_day(day: dt.date) -> bool:
-    """Whether ``day`` is a working day (调休 Saturdays included, holidays excluded)."""
+def override_years() -> set[int]:
+    """Years with at least one ``CalendarOverride`` row (a notice entered by an admin)."""
+    return {day.year for day in _overrides()}
+
+
+def is_year_covered(year: int) -> bool:
+    """Whether the holidays of ``year`` are known (the package's range or an entered notice)."""
+    return year in PACKAGE_YEARS or year in override_years()
+
+
+def covered_years() -> list[int]:
+    return sorted(set(PACKAGE_YEARS) | override_years())
+
+
+def special_days(year: int) -> list[tuple[dt.date, bool, str, str]]:
+    """The days of ``year`` that differ from Monday–Friday or carry a holiday name:
+    ``(day, is_working_day, name, source)``, source ``"package"`` or ``"override"``."""
+    from .models import CalendarOverride
+
+    days: dict[dt.date, tuple[bool, str, str]] = {}
+    if year in PACKAGE_YEARS:
+        for day, name in _package.holidays.items():
+            if day.year == year:
+                days[day] = (False, _package_name(name), "package")
+        for day, name in _package.workdays.items():
+            if day.year == year:
+                days[day] = (True, _package_name(name), "package")
+    for day, working, name in CalendarOverride.objects.filter(day__year=year).values_list(
+        "day", "is_working_day", "name"
+    ):
+        days[day] = (working, name, "override")
+    return [(day, *days[day]) for day in sorted(days)]
+
+
+def _package_name(value: str) -> str:
+    for holiday in _package.Holiday:
+        if holiday.value == value:
+            return holiday.chinese
+    return value
+
+
+def is_working_day(day: dt.date, *, known: Mapping[dt.date, bool] | None = None) -> bool:
+    """Whether ``day`` is a working day (调休 Saturdays included, holidays excluded).
+
+    ``known`` answers first for the days it holds, e.g. a year's calendar before an edit."""
     if isinstance(day, dt.datetime):
         day = day.date()
+    if known is not None and day in known:
+        return known[day]
     overrides = _overrides()
     if day in overrides:
         return overrides[day]
@@ -75,20 +131,37 @@ def add_working_days(start: dt.date, days: int) -> dt.date:
     return current
 
 
-def working_days_between(start: dt.date, end: dt.date) -> int:
+def working_days_between(start: dt.date, end: dt.date, *, known: Mapping[dt.date, bool] | None = None) -> int:
     """Working days after ``start`` up to and including ``end`` (negative if end < start).
 
     Inverse of ``add_working_days``: ``working_days_between(d, add_working_days(d, n)) == n``.
+    ``known`` as for ``is_working_day`` (to count with the calendar as it was before an edit).
     """
     if isinstance(start, dt.datetime):
         start = start.date()
     if isinstance(end, dt.datetime):
         end = end.date()
     if end < start:
-        return -working_days_between(end, start)
+        return -working_days_between(end, start, known=known)
     count, current = 0, start
     while current < end:
         current += dt.timedelta(days=1)
-        if is_working_day(current):
+        if is_working_day(current, known=known):
             count += 1
     return count
+
+
+# From this day of the year on, platform admins are told while next year's notice is missing
+# (the State Council usually publishes it in late October or November).
+REMINDER_FROM = (11, 1)
+
+
+def missing_next_year(today: dt.date | None = None) -> int | None:
+    """Next year, if it is 1 November or later and next year's holidays are not known yet."""
+    from django.utils import timezone
+
+    today = today or timezone.localdate()
+    if (today.month, today.day) < REMINDER_FROM:
+        return None
+    year = today.year + 1
+    return None if is_year_covered(year) else year

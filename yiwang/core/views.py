@@ -15,7 +15,7 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from . import modules, notices
+from . import calendar, modules, notices
 from .models import AuditEntry
 from .permissions import scope
 from .ui import paginate
@@ -35,6 +35,8 @@ def workbench(request):
             "tile_figures": figures,
             "recent_audit": recent,
             "inbox_count": modules.inbox_count(user),
+            # From 1 November on, while next year's holidays are not entered (core.calendar).
+            "calendar_missing_year": calendar.missing_next_year() if user.is_platform_admin else None,
         },
     )
 

@@ -9,9 +9,12 @@ class WorkflowConfig(AppConfig):
 
     def ready(self) -> None:
         from yiwang.core import attachments, modules
+        from yiwang.core.calendar import calendar_changed
         from yiwang.org import services as org_services
 
-        from . import selectors, services  # noqa: F401 - connects the engine's own receivers
+        from . import selectors, services  # services connects the engine's own receivers on import
+
+        calendar_changed.connect(services._calendar_changed, dispatch_uid="workflow.deadlines_recount")
 
         for code, label in (("workflow:read", _("流程与待办：读取")), ("workflow:write", _("流程与待办：办理"))):
             if code not in dict(org_services.API_SCOPES):

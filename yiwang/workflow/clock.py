@@ -7,10 +7,11 @@ not count. "Due soon" means at most one working day is left.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 
 from django.utils import timezone
 
-from yiwang.core.calendar import add_working_days, working_days_between
+from yiwang.core.calendar import add_working_days, is_working_day, working_days_between
 
 ON_TIME, DUE_SOON, OVERDUE, NO_LIMIT = "on_time", "due_soon", "overdue", "none"
 
@@ -22,6 +23,25 @@ def today() -> dt.date:
 def due_after(start: dt.date, limit: int | None) -> dt.date | None:
     """The due date of a time limit of ``limit`` working days received on ``start``."""
     return add_working_days(start, limit) if limit else None
+
+
+def task_due(start: dt.date, limit: int | None, case_due: dt.date | None) -> dt.date | None:
+    """A task's due date: its step's own time limit, else the case's deadline (a task of a
+    case that has a deadline is never without one)."""
+    return due_after(start, limit) or case_due
+
+
+def recount(start: dt.date, due: dt.date | None, previous: Mapping[dt.date, bool]) -> dt.date | None:
+    """``due`` moved so that the clock from ``start`` keeps its number of working days after
+    the calendar changed (``previous``: the changed days' old working status).
+
+    Unchanged if the same number of working days still ends on ``due``."""
+    if due is None or due <= start:
+        return due
+    days = working_days_between(start, due, known=previous)
+    if working_days_between(start, due) == days and is_working_day(due) == is_working_day(due, known=previous):
+        return due
+    return add_working_days(start, days)
 
 
 def soon_threshold(day: dt.date | None = None) -> dt.date:

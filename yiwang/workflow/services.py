@@ -8,8 +8,9 @@ case history; modules hear about it through ``workflow.signals``.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from django.conf import settings
@@ -248,11 +249,14 @@ def case_start(
     comment: str = "",
     files: Sequence[UploadedFile] = (),
     manual: bool = False,
+    due_date: dt.date | None = None,
 ) -> Case:
     """Start a case of the active version of ``process`` on a module's object (``subject``).
 
     ``manual=True`` is for the general start page and API: processes a module runs on its own
-    objects (``internal``) cannot be started that way.
+    objects (``internal``) cannot be started that way. ``due_date`` is a deadline the module
+    set itself (e.g. an access request's reply date), instead of the process's time limit;
+    steps without their own time limit are then due on it too.
     """
     definition = process if isinstance(process, ProcessDefinition) else _active_definition(process)
     if manual and definition.internal:
@@ -286,7 +290,7 @@ def case_start(
         lead_unit=lead_unit,
         started_at=now,
         submitted_at=now,
-        due_date=clock.due_after(timezone.localdate(now), definition.case_time_limit),
+        due_date=due_date or clock.due_after(timezone.localdate(now), definition.case_time_limit),
     )
     action = _history(case, Action.Kind.START, actor=initiator, comment=comment, step=None)
     _attach(action, files, initiator)
@@ -323,7 +327,7 @@ def _activate(case: Case, index: int, *, sender: User | None, exact: bool = Fals
     case.step_round += 1
     case.save(update_fields=["step_index", "step_round", "updated_at"])
     now = _now()
-    due = clock.due_after(timezone.localdate(now), step.get("time_limit"))
+    due = clock.task_due(timezone.localdate(now), step.get("time_limit"), case.due_date)
     required = step["kind"] == "countersign"
     tasks = [
         _new_task(case, index, step["name"], person, sender=sender, required=required, due=due, now=now)
@@ -815,6 +819,56 @@ def _shift_deadlines(case: Case, days: int) -> None:
     if case.due_date is None or case.due_date >= clock.today():
         case.overdue_notified = False
         case.save(update_fields=["overdue_notified"])
+
+
+def deadlines_recount(*, year: int, previous: Mapping[dt.date, bool], actor=None) -> dict[str, int]:
+    """Recount the due dates of open tasks and running cases whose clock runs into ``year``
+    after that year's holidays changed (``previous``: the year's old working days).
+
+    Each clock keeps its number of working days from the day it started; a moved case
+    deadline is written to the case history. Called by the ``calendar_changed`` receiver."""
+    first, last = dt.date(year, 1, 1), dt.date(year, 12, 31)
+    moved = {"tasks": 0, "cases": 0}
+    today = clock.today()
+    tasks = Task.objects.filter(status=Task.Status.OPEN, due_date__gte=first).select_for_update()
+    for task in tasks:
+        start = timezone.localdate(task.created_at)
+        due = clock.recount(start, task.due_date, previous) if start <= last else task.due_date
+        if due != task.due_date:
+            task.due_date, task.reminded_on = due, None
+            task.save(update_fields=["due_date", "reminded_on"])
+            moved["tasks"] += 1
+    cases = Case.objects.filter(status=Case.Status.RUNNING, due_date__gte=first).select_for_update()
+    for case in cases:
+        start = timezone.localdate(case.started_at)
+        due = clock.recount(start, case.due_date, previous) if start <= last else case.due_date
+        if due == case.due_date:
+            continue
+        old, case.due_date = case.due_date, due
+        if due >= today:
+            case.overdue_notified = False
+        case.save(update_fields=["due_date", "overdue_notified", "updated_at"])
+        _history(
+            case,
+            Action.Kind.COMMENT,
+            comment=_("%(year)s 年节假日安排已录入，总办理期限由 %(old)s 调整为 %(new)s。")
+            % {"year": year, "old": old.isoformat(), "new": due.isoformat()},
+        )
+        moved["cases"] += 1
+    if moved["tasks"] or moved["cases"]:
+        audit_record(
+            actor=actor,
+            action="workflow.deadlines.recount",
+            object_type="core.calendaroverride",
+            object_id=str(year),
+            object_repr=_("%(year)s 年节假日安排") % {"year": year},
+            changes={"tasks": [None, moved["tasks"]], "cases": [None, moved["cases"]]},
+        )
+    return moved
+
+
+def _calendar_changed(sender, year: int, previous: Mapping[dt.date, bool], actor=None, **kwargs) -> None:
+    deadlines_recount(year=year, previous=previous, actor=actor)
 
 
 def builtin_process(*, code: str, name: str, module: str, description: str, steps: list[dict]) -> ProcessDefinition:

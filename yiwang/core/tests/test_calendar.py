@@ -18,12 +18,16 @@ import datetime as dt
 import logging
 
 import pytest
+import time_machine
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.urls import reverse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from yiwang.core import calendar
+from yiwang.core import calendar, calendar_services
 from yiwang.core.calendar import add_working_days, is_working_day, working_days_between
-from yiwang.core.models import CalendarOverride
+from yiwang.core.calendar_services import NoticeRow
+from yiwang.core.models import AuditEntry, CalendarOverride
 
 D = dt.date.fromisoformat
 
@@ -277,3 +281,234 @@ class TestUnknownYearFallback:
     def test_span_into_an_unknown_year(self):
         # 2026-12-31 is a Thursday; 2027 is not in the package data.
         assert add_working_days(D("2026-12-31"), 1) == D("2027-01-01")
+
+
+# --- entering a year's notice (calendar_services, the page, the banner) -------------------------
+# The 2030 arrangement below is made-up test data, not a State Council notice.
+
+
+def notice_2030():
+    return [
+        NoticeRow(D("2030-01-01"), None, False, "元旦（测试）"),
+        NoticeRow(D("2030-02-02"), D("2030-02-08"), False, "春节（测试）"),
+        NoticeRow(D("2030-01-26"), None, True, "春节调休上班（测试）"),
+        NoticeRow(D("2030-02-09"), None, True, "春节调休上班（测试）"),
+    ]
+
+
+def messages_of(excinfo) -> str:
+    return " ".join(excinfo.value.messages)
+
+
+class TestCoverage:
+    def test_package_years_are_covered_later_ones_not(self):
+        assert calendar.PACKAGE_YEARS[-1] == 2026
+        assert calendar.is_year_covered(2026) and calendar.is_year_covered(2004)
+        assert not calendar.is_year_covered(2027)
+        assert 2027 not in calendar.covered_years()
+
+    def test_an_entered_year_is_covered(self, admin):
+        calendar_services.calendar_year_save(actor=admin, year=2030, rows=notice_2030())
+        assert calendar.is_year_covered(2030) and 2030 in calendar.covered_years()
+
+    def test_special_days_carry_chinese_names(self):
+        days = {day: (working, name) for day, working, name, _source in calendar.special_days(2026)}
+        assert days[D("2026-10-01")] == (False, "国庆节")
+        assert days[D("2026-10-10")][0] is True
+
+    @pytest.mark.parametrize(
+        ("today", "expected"),
+        [("2026-10-31", None), ("2026-11-01", 2027), ("2026-12-31", 2027), ("2025-11-15", None)],
+    )
+    def test_next_year_missing_from_1_november(self, today, expected):
+        assert calendar.missing_next_year(D(today)) == expected
+
+
+class TestYearSave:
+    def test_saves_ranges_day_by_day_and_is_audited(self, admin):
+        assert is_working_day(D("2030-02-04"))  # Monday, before: Monday–Friday
+        saved = calendar_services.calendar_year_save(actor=admin, year=2030, rows=notice_2030())
+        assert saved == 10
+        assert not is_working_day(D("2030-01-01"))
+        assert not is_working_day(D("2030-02-04")) and not is_working_day(D("2030-02-08"))
+        assert is_working_day(D("2030-01-26")) and is_working_day(D("2030-02-09"))  # Saturdays
+        assert add_working_days(D("2030-01-31"), 2) == D("2030-02-09")
+        entry = AuditEntry.objects.get(action="core.calendar.year_save")
+        assert entry.object_id == "2030" and entry.actor_id == admin.pk
+        assert "2030-02-02 春节（测试）" in entry.changes["holidays"][1]
+        assert "2030-01-26" in entry.changes["workdays"][1]
+
+    def test_saving_again_replaces_the_year(self, admin):
+        calendar_services.calendar_year_save(actor=admin, year=2030, rows=notice_2030())
+        calendar_services.calendar_year_save(
+            actor=admin, year=2030, rows=[NoticeRow(D("2030-05-01"), None, False, "劳动节")]
+        )
+        assert CalendarOverride.objects.filter(day__year=2030).count() == 1
+        assert is_working_day(D("2030-02-04")) and not is_working_day(D("2030-05-01"))
+
+    def test_other_years_are_untouched(self, admin):
+        CalendarOverride.objects.create(day=D("2031-01-01"), is_working_day=False, name="元旦")
+        calendar_services.calendar_year_save(actor=admin, year=2030, rows=notice_2030())
+        assert CalendarOverride.objects.filter(day=D("2031-01-01")).exists()
+
+    def test_only_platform_admins(self, alice):
+        with pytest.raises(PermissionDenied):
+            calendar_services.calendar_year_save(actor=alice, year=2030, rows=notice_2030())
+        assert not CalendarOverride.objects.exists()
+
+    def test_signal_carries_the_year_as_it_was(self, admin):
+        heard = []
+
+        def receiver(sender, year, previous, **kwargs):
+            heard.append((year, previous, is_working_day(D("2030-02-04"))))
+
+        calendar.calendar_changed.connect(receiver)
+        try:
+            calendar_services.calendar_year_save(actor=admin, year=2030, rows=notice_2030())
+        finally:
+            calendar.calendar_changed.disconnect(receiver)
+        ((year, previous, now_working),) = heard
+        assert year == 2030 and len(previous) == 365
+        assert previous[D("2030-02-04")] is True and now_working is False  # receivers see the new calendar
+        assert previous[D("2030-01-26")] is False
+
+    @pytest.mark.parametrize(
+        ("rows", "message"),
+        [
+            ([NoticeRow(D("2031-01-01"), None, False, "元旦")], "日期必须在 2030 年内"),
+            ([NoticeRow(D("2030-12-31"), D("2031-01-02"), False, "元旦")], "日期必须在 2030 年内"),
+            ([NoticeRow(D("2030-02-08"), D("2030-02-02"), False, "春节")], "结束日期不能早于开始日期"),
+            (
+                [
+                    NoticeRow(D("2030-01-01"), None, False, ""),
+                ],
+                "请填写名称",
+            ),
+            ([NoticeRow(D("2030-01-01"), None, False, "元\u200b旦")], "U+200B"),
+            (
+                [NoticeRow(D("2030-01-01"), None, False, "元旦"), NoticeRow(D("2030-01-02"), None, True, "调休")],
+                "1月2日 是周一至周五",
+            ),
+            (
+                [
+                    NoticeRow(D("2030-02-02"), D("2030-02-08"), False, "春节"),
+                    NoticeRow(D("2030-02-02"), None, True, "调休"),
+                ],
+                "2月2日 不能既放假又调休上班",
+            ),
+            (
+                [
+                    NoticeRow(D("2030-02-02"), D("2030-02-08"), False, "春节"),
+                    NoticeRow(D("2030-02-08"), None, False, "春节"),
+                ],
+                "2月8日 与前面的行重复",
+            ),
+            ([NoticeRow(D("2030-01-26"), None, True, "调休")], "至少要有一个放假日"),
+            ([NoticeRow(D("2030-01-01"), D("2030-03-31"), False, "寒假")], "一行最多 31 天"),
+            ([], "请至少填写一行"),
+        ],
+    )
+    def test_refused_with_a_chinese_message(self, admin, rows, message):
+        with pytest.raises(ValidationError) as excinfo:
+            calendar_services.calendar_year_save(actor=admin, year=2030, rows=rows)
+        assert message in messages_of(excinfo)
+        assert not CalendarOverride.objects.exists()
+
+    def test_holidays_on_weekends_are_fine(self, admin):
+        # 2030-02-02 is a Saturday: a holiday block may start on a weekend.
+        calendar_services.calendar_year_save(
+            actor=admin, year=2030, rows=[NoticeRow(D("2030-02-02"), D("2030-02-03"), False, "周末假期")]
+        )
+        assert CalendarOverride.objects.filter(day__year=2030, is_working_day=False).count() == 2
+
+    def test_a_failed_save_leaves_no_cached_calendar(self, admin):
+        def boom(**kwargs):
+            raise RuntimeError("receiver failed")
+
+        calendar.calendar_changed.connect(boom)
+        try:
+            with pytest.raises(RuntimeError):
+                calendar_services.calendar_year_save(actor=admin, year=2030, rows=notice_2030())
+        finally:
+            calendar.calendar_changed.disconnect(boom)
+        assert is_working_day(D("2030-02-04"))
+
+
+class TestCalendarPages:
+    def test_only_platform_admins_see_the_page(self, alice_client):
+        assert alice_client.get(reverse("core:calendar")).status_code == 403
+        assert alice_client.get(reverse("core:calendar_year", args=[2030])).status_code == 403
+
+    def test_index_lists_covered_and_missing_years(self, admin_client):
+        with time_machine.travel(dt.datetime(2026, 11, 2, 10, 0, tzinfo=dt.UTC), tick=False):
+            page = admin_client.get(reverse("core:calendar")).content.decode()
+        assert "2027 年节假日安排尚未录入" in page
+        assert "系统内置" in page and "未录入，暂按周一至周五" in page
+
+    def test_year_page_shows_the_package_holidays(self, admin_client):
+        page = admin_client.get(reverse("core:calendar_year", args=[2026])).content.decode()
+        assert "国庆节" in page and "10-01–10-07" in page
+
+    def test_post_enters_the_notice(self, admin_client):
+        data = {
+            "form-TOTAL_FORMS": "4",
+            "form-INITIAL_FORMS": "0",
+            "form-0-start": "2030-02-02",
+            "form-0-end": "2030-02-08",
+            "form-0-kind": "holiday",
+            "form-0-name": "春节（测试）",
+            "form-1-start": "2030-01-26",
+            "form-1-kind": "workday",
+            "form-1-name": "春节调休上班（测试）",
+            "form-2-kind": "holiday",  # an empty row
+            "form-3-kind": "holiday",
+        }
+        response = admin_client.post(reverse("core:calendar_year", args=[2030]), data, follow=True)
+        page = response.content.decode()
+        assert "已保存 2030 年节假日安排（8 天）" in page
+        assert not is_working_day(D("2030-02-04")) and is_working_day(D("2030-01-26"))
+        # the form comes back filled with the entered rows, ranges kept together
+        assert 'value="2030-02-02"' in page and 'value="2030-02-08"' in page and "02-02–02-08" in page
+
+    def test_post_refused_shows_the_reason(self, admin_client):
+        data = {
+            "form-TOTAL_FORMS": "1",
+            "form-INITIAL_FORMS": "0",
+            "form-0-start": "2030-01-02",
+            "form-0-kind": "workday",
+            "form-0-name": "调休",
+        }
+        page = admin_client.post(reverse("core:calendar_year", args=[2030]), data).content.decode()
+        assert "1月2日 是周一至周五" in page
+        assert not CalendarOverride.objects.exists()
+
+    def test_row_without_start_date(self, admin_client):
+        data = {"form-TOTAL_FORMS": "1", "form-INITIAL_FORMS": "0", "form-0-kind": "holiday", "form-0-name": "元旦"}
+        page = admin_client.post(reverse("core:calendar_year", args=[2030]), data).content.decode()
+        assert "请填写开始日期" in page and not CalendarOverride.objects.exists()
+
+    def test_year_out_of_range_is_404(self, admin_client):
+        assert admin_client.get("/calendar/1900/").status_code == 404
+
+    @pytest.mark.parametrize(
+        ("day", "shown"),
+        [
+            (dt.datetime(2026, 11, 2, 10, 0, tzinfo=dt.UTC), True),
+            (dt.datetime(2026, 10, 30, 10, 0, tzinfo=dt.UTC), False),
+        ],
+    )
+    def test_workbench_banner_for_platform_admins(self, admin_client, day, shown):
+        with time_machine.travel(day, tick=False):
+            page = admin_client.get(reverse("core:workbench")).content.decode()
+        assert ("2027 年节假日安排尚未录入" in page) is shown
+
+    def test_no_banner_for_staff(self, alice_client):
+        with time_machine.travel(dt.datetime(2026, 11, 2, 10, 0, tzinfo=dt.UTC), tick=False):
+            assert "节假日安排尚未录入" not in alice_client.get(reverse("core:workbench")).content.decode()
+
+    def test_no_banner_once_entered(self, admin_client, admin):
+        with time_machine.travel(dt.datetime(2026, 11, 2, 10, 0, tzinfo=dt.UTC), tick=False):
+            calendar_services.calendar_year_save(
+                actor=admin, year=2027, rows=[NoticeRow(D("2027-01-01"), None, False, "元旦（测试）")]
+            )
+            assert "节假日安排尚未录入" not in admin_client.get(reverse("core:workbench")).content.decode()
