@@ -21,7 +21,7 @@ from yiwang.core.calendar import add_working_days
 from yiwang.org import services as org
 from yiwang.org.models import ConsumerSystem, Unit, User
 from yiwang.workflow import services as workflow
-from yiwang.workflow.models import Task
+from yiwang.workflow.models import Action, Case, Task
 
 from . import services
 from .models import AccessRequest, CatalogEntry, EconomicIndicator, LegalEntity, Place, Resident
@@ -370,6 +370,17 @@ def _asked(system: ConsumerSystem, code: str) -> bool:
     return AccessRequest.objects.filter(system=system, entry__code=code).exists()
 
 
+def _backdate(request: AccessRequest, *, due: dt.date, days_ago: int) -> None:
+    """Make a fresh request look asked ``days_ago`` days ago with reply deadline ``due``: the
+    request, its case, the case's open task and the start in the timeline alike."""
+    when = timezone.now() - dt.timedelta(days=days_ago)
+    AccessRequest.objects.filter(pk=request.pk).update(due_date=due, created_at=when)
+    if request.case_id:
+        Case.objects.filter(pk=request.case_id).update(due_date=due, started_at=when, submitted_at=when)
+        Task.objects.filter(case_id=request.case_id).update(due_date=due, created_at=when)
+        Action.objects.filter(case_id=request.case_id).update(created_at=when)
+
+
 def _leader_task(request: AccessRequest) -> Task | None:
     return Task.objects.filter(case_id=request.case_id, status=Task.Status.OPEN).select_related("assignee").first()
 
@@ -463,10 +474,8 @@ def _requests(systems: dict[str, ConsumerSystem], entries: dict[str, CatalogEntr
             legal_basis="《浙江省流动人口居住登记条例》",
             service_item="实有人口登记",
         )
-        today = timezone.localdate()
-        AccessRequest.objects.filter(pk=request.pk).update(  # as if asked eight working days ago
-            due_date=add_working_days(today, 2), created_at=timezone.now() - dt.timedelta(days=11)
-        )
+        # as if asked eight working days ago
+        _backdate(request, due=add_working_days(timezone.localdate(), 2), days_ago=11)
         made += 1
     # 5. escalated: the hotline asked for school records and 区教育局 let the deadline pass
     if school and not _asked(hotline, school.code):
@@ -479,9 +488,7 @@ def _requests(systems: dict[str, ConsumerSystem], entries: dict[str, CatalogEntr
             service_item="81890 诉求受理",
         )
         today = timezone.localdate()
-        AccessRequest.objects.filter(pk=request.pk).update(
-            due_date=add_working_days(today, -3), created_at=timezone.now() - dt.timedelta(days=20)
-        )
+        _backdate(request, due=add_working_days(today, -3), days_ago=20)
         services.requests_escalate(today=today)
         made += 1
     return made

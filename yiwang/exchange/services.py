@@ -519,6 +519,7 @@ def request_create(
         unit=system.unit,
         lead_unit=entry.provider,
         fields={"resource": entry.code},
+        due_date=request.due_date,  # the case and its task carry the request's reply deadline
     )
     request.save(update_fields=["due_date", "case", "updated_at"])
     return request

@@ -295,6 +295,14 @@ class TestAccessRequests:
         assert open_task(case).assignee == psb_head
         assert not Grant.objects.exists()
 
+    def test_the_case_and_its_task_carry_the_reply_deadline(self, resident_entry, edu_system, alice, psb_head):
+        # was 无时限 in the inbox and on the case while the request page said overdue
+        with time_machine.travel(dt.datetime(2026, 9, 28, 10, 0, tzinfo=dt.UTC), tick=False):
+            request = ask(alice, edu_system, resident_entry, ["id_number", "name", "address"])
+        task = open_task(request.case)
+        assert request.case.due_date == task.due_date == request.due_date == dt.date(2026, 10, 16)
+        assert task.due_state(today=dt.date(2026, 10, 19)) == "overdue"
+
     def test_provider_approves_narrowing_the_items(self, resident_entry, edu_system, alice, psb_head):
         request = ask(alice, edu_system, resident_entry, ["id_number", "name", "address", "phone"],
                       unmasked=["address", "phone"])  # fmt: skip
