@@ -72,6 +72,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "yiwang.core.audit.AuditContextMiddleware",
+    # every /api/ path: NUL bytes, oversized and null bodies refused; Django's own error pages as JSON
+    "yiwang.core.api_guard.ApiGuardMiddleware",
     # API-gateway calls (other systems, API key, JSON) skip the browser middleware below
     "yiwang.exchange.middleware.GatewayMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

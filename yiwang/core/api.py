@@ -8,7 +8,7 @@ from django.utils.translation import gettext as _
 from rest_framework import exceptions, parsers, serializers, viewsets
 from rest_framework.response import Response
 
-from .api_base import IsAuthenticatedScoped, Pagination, exception_handler  # noqa: F401 - re-exported
+from .api_base import IsAuthenticatedScoped, Pagination, error_body, exception_handler  # noqa: F401 - re-exported
 from .permissions import scope
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class ScopedModelViewSet(ScopedViewSetMixin, viewsets.ModelViewSet):
 
 
 def error_response(message: str, *, code: str = "refused", status: int = 400, details=None) -> Response:
-    return Response({"error": {"code": code, "message": message, "details": details or {}}}, status=status)
+    return Response(error_body(code, message, details), status=status)
 
 
 # --- input pieces every module's API shares ----------------------------------------------

@@ -34,6 +34,11 @@ _MESSAGES = {
 }
 
 
+def error_body(code: str, message: str, details=None) -> dict:
+    """The one error format: ``{"error": {"code", "message", "details"}}``."""
+    return {"error": {"code": code, "message": str(message), "details": details or {}}}
+
+
 def exception_handler(exc, context):
     """DRF exceptions (and Django's 404/403/ValidationError) in the one JSON error format."""
     if isinstance(exc, Http404):
@@ -63,7 +68,7 @@ def exception_handler(exc, context):
         if isinstance(detail, str) and getattr(exc, "yiwang_message", False):
             message = detail
         details = {}
-    response.data = {"error": {"code": code, "message": message, "details": details}}
+    response.data = error_body(code, message, details)
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
         response.status_code = 401
         response["WWW-Authenticate"] = 'Api-Key realm="yiwang"'

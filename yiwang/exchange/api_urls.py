@@ -1,6 +1,6 @@
 """``/api/exchange/``: the gateway (``gateway/``) and the management API of each area."""
 
-from django.urls import path
+from django.urls import path, re_path
 from rest_framework.routers import SimpleRouter
 
 from .api import access as access_api
@@ -35,4 +35,6 @@ urlpatterns = [
     path("gateway/<rescode:code>/records/", gateway.RecordListView.as_view(), name="gateway_records"),
     path("gateway/<rescode:code>/records/<str:key>/", gateway.RecordView.as_view(), name="gateway_record"),
     *router.urls,
+    # any other gateway path: the gateway's own 404 (JSON, evidence written), never Django's page
+    re_path(r"^gateway/(?P<rest>.*)$", gateway.UnknownPathView.as_view(), name="gateway_unknown"),
 ]

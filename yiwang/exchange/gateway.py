@@ -586,6 +586,17 @@ INTERNAL_KEY = "internal"  # the evidence's ``key`` for a read made by a module,
 INTERNAL_PREFIX = "module-"  # username of an internal module's service account: module-<code>
 
 
+def unknown_path(*, call: Call, path: str) -> tuple[int, bytes, int]:
+    """A path under the gateway that names no read: refused (404) like any other call, so a
+    caller with a valid key leaves its evidence (``exchange.denied``, error ``not_found``)."""
+    raise Refusal(
+        404,
+        "not_found",
+        _("网关没有该接口：%(path)s。可用的接口为 <资源代码>/records/<标识>/、<资源代码>/records/ 和 <资源代码>/changes/。")
+        % {"path": path[:100]},
+    )
+
+
 def _system_info(*, system_id: int | None = None, module: str | None = None) -> KeyInfo | None:
     """A consumer system as the checks see a key: the module's service account, scope
     ``exchange:read``; cached like keys and dropped with them when the generation moves."""

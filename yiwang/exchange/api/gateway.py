@@ -159,3 +159,15 @@ class RecordListView(GatewayView):
             )
 
         return self._respond(request, code, read)
+
+
+@extend_schema(exclude=True)
+class UnknownPathView(GatewayView):
+    """Any other path under ``/api/exchange/gateway/``: the gateway's own 404, with its evidence."""
+
+    def get(self, request, rest: str = ""):
+        path = request.path_info
+        call_code = rest.split("/records")[0].split("/changes")[0].strip("/")[:64] or "-"
+        return self._respond(request, call_code, lambda call: gateway.unknown_path(call=call, path=path))
+
+    post = put = patch = delete = head = options = get

@@ -213,7 +213,8 @@ class TestDenyByDefault:
         assert AuditEntry.objects.filter(action="exchange.read").count() == 0
         assert AuditEntry.objects.filter(action="exchange.denied").count() == 4
 
-    @pytest.mark.parametrize("key", ["330206198503121230", "12345", "33020619851312123X", "ＡＢＣ", "%00"])
+    # a NUL ("%00") never reaches the gateway: core's API guard refuses it (core/tests/test_api_guard.py)
+    @pytest.mark.parametrize("key", ["330206198503121230", "12345", "33020619851312123X", "ＡＢＣ"])
     def test_malformed_id_numbers(self, client, edu_grant, edu_key, resident_entry, zhang, key):
         response = call(client, edu_key[1], resident_entry.code, key=key)
         assert response.status_code == 400 and error_code(response) == "invalid_key"
