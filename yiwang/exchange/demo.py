@@ -570,8 +570,9 @@ def load(*, residents: int | None = None) -> dict[str, object]:
     if keys.get(ENROLMENT_SYSTEM):
         sample = Resident.objects.order_by("id").values_list("id_number", flat=True).first() or "<公民身份号码>"
         result[f"{ENROLMENT_SYSTEM} API 密钥（只显示这一次）"] = keys[ENROLMENT_SYSTEM]
+        port = os.environ.get("PORT") or "8000"  # bin/demo's web port
         result["试一试"] = (
             f'curl -H "Authorization: Api-Key {keys[ENROLMENT_SYSTEM]}" '
-            f'"http://localhost:8000/api/exchange/gateway/101001001/000001/records/{sample}/?purpose={quote("入学资格核验")}"'
+            f'"http://127.0.0.1:{port}/api/exchange/gateway/101001001/000001/records/{sample}/?purpose={quote("入学资格核验")}"'
         )
     return result

@@ -61,3 +61,17 @@ def test_demo_loads_twice_and_shows_every_state():
 
 def test_demo_without_the_district_does_nothing():
     assert demo.load() == {"目录": 0, "申请": 0}
+
+
+def test_demo_requests_agree_with_their_cases_and_the_curl_uses_port(monkeypatch):
+    monkeypatch.setenv("PORT", "8765")
+    org_demo.load()
+    result = demo.load()
+    assert '"http://127.0.0.1:8765/api/exchange/gateway/' in result["试一试"]
+    backdated = AccessRequest.objects.filter(case__isnull=False, status__in=AccessRequest.OPEN)
+    assert backdated.count() >= 2
+    for request in backdated.select_related("case"):
+        case = request.case
+        assert case.due_date == request.due_date  # the inbox and the case show the request's deadline
+        assert case.started_at == request.created_at  # the applicant date is the timeline's start
+        assert set(case.tasks.filter(status="open").values_list("due_date", flat=True)) == {request.due_date}
