@@ -18,7 +18,10 @@ class NotifyConfig(AppConfig):
             if code not in dict(org_services.API_SCOPES):
                 org_services.API_SCOPES.append((code, label))
         workflow_signals.case_finished.connect(services._job_decided, dispatch_uid="notify.job_decided")
-        # Workflow reminders go out as SMS too (the engine keeps its in-app notice).
+        # Workflow's new tasks, reminders and overdue escalations go out as SMS too (the engine
+        # keeps its in-app notices).
+        workflow_signals.task_created.connect(receivers.task_created_by_sms, dispatch_uid="notify.task_created")
+        workflow_signals.case_overdue.connect(receivers.escalate_by_sms, dispatch_uid="notify.escalate_overdue")
         workflow_signals.task_due_soon.connect(receivers.remind_by_sms, dispatch_uid="notify.remind_soon")
         workflow_signals.task_overdue.connect(receivers.remind_overdue_by_sms, dispatch_uid="notify.remind_overdue")
 

@@ -611,6 +611,8 @@ def task_delegate(*, task: Task, actor: User, to_user: User | None, comment: str
     comment = _clean_comment(comment)
     task.delegate = to_user
     task.save(update_fields=["delegate"])
+    if to_user is not None:
+        _task_created_notice(Case, case=case, task=task)  # the delegate now holds it: tell them
     _history(
         case,
         Action.Kind.DELEGATE,
@@ -998,6 +1000,66 @@ signals.task_due_soon.connect(_remind, dispatch_uid="workflow.remind_soon")
 signals.task_overdue.connect(
     lambda sender, **kw: _remind(sender, overdue=True, **kw), weak=False, dispatch_uid="workflow.remind_overdue"
 )
+
+
+def task_recipient_id(task: Task) -> int | None:
+    """Who is told about ``task``: its delegate if there is one, else its assignee — nobody
+    when that is the person who handed it over (someone starting a case on their own desk)."""
+    recipient_id = task.delegate_id or task.assignee_id
+    return None if recipient_id == task.sender_id else recipient_id
+
+
+def _task_created_notice(sender, case: Case, task: Task, **kwargs) -> None:
+    """A new task: an in-app notice to the person who must act (notify adds SMS per its policy)."""
+    recipient_id = task_recipient_id(task)
+    if recipient_id is None:
+        return
+    if task.due_date:
+        title = _("【新待办】%(title)s（%(step)s），请于 %(due)s 前办理")
+    else:
+        title = _("【新待办】%(title)s（%(step)s）")
+    notice_send(
+        recipient_id=recipient_id,
+        module="workflow",
+        title=title % {"title": task.title[:120], "step": task.step_name, "due": task.due_date},
+        url=reverse("workflow:case_detail", args=[case.pk]),
+    )
+
+
+signals.task_created.connect(_task_created_notice, dispatch_uid="workflow.task_created_notice")
+
+
+def escalation_leaders(case: Case) -> list[User]:
+    """The leaders an overdue case is escalated to (超期督办): the principal leaders (主要领导) of
+    the unit that handles it (主办单位, else the starting unit), or its other leaders if it has
+    no principal one."""
+    from yiwang.org.selectors import leaders_of
+
+    unit = case.lead_unit or case.unit
+    return list(leaders_of(unit=unit, rank="principal").order_by("id")) or list(leaders_of(unit=unit).order_by("id"))
+
+
+def _escalate_overdue(sender, case: Case, **kwargs) -> None:
+    """``case_overdue``: tell the unit's leaders which step it is stuck at and with whom."""
+    waiting = case.tasks.filter(status=Task.Status.OPEN).select_related("assignee", "delegate").order_by("id")
+    people = "、".join(dict.fromkeys(str(t.delegate or t.assignee) for t in waiting)) or "—"
+    step = _step_name(case, case.step_index) if case.step_index is not None else "—"
+    title = _("【超期督办】%(title)s 已超过办理期限 %(due)s，停在“%(step)s”（%(people)s）") % {
+        "title": case.title[:80],
+        "due": case.due_date,
+        "step": step,
+        "people": people[:60],
+    }
+    for leader in escalation_leaders(case):
+        notice_send(
+            recipient_id=leader.pk,
+            module="workflow",
+            title=title,
+            url=reverse("workflow:case_detail", args=[case.pk]),
+        )
+
+
+signals.case_overdue.connect(_escalate_overdue, dispatch_uid="workflow.escalate_overdue")
 
 
 def reminders_send(*, today=None) -> dict[str, int]:

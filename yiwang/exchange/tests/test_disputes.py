@@ -73,7 +73,7 @@ class TestRaise:
         assert dispute.status == Dispute.Status.OPEN
         assert dispute.unit_id == alice.acting_unit_id and dispute.provider_id == resident_entry.provider_id
         assert dispute.system == edu_grant.system  # the unit's granted system
-        notice = Notice.objects.get(recipient_id=psb_head.pk)
+        notice = Notice.objects.get(recipient_id=psb_head.pk, module="exchange")  # workflow told them of tasks
         assert "疑义校核" in notice.title and "2026-10-13" in notice.title
         assert notice.url.endswith(f"/exchange/disputes/{dispute.pk}/")
         audit = AuditEntry.objects.get(action="exchange.dispute.raise")

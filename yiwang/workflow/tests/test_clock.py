@@ -165,7 +165,8 @@ class TestReminders:
             sent = services.reminders_send()
         assert sent["overdue"] == 1
         notices = list(Notice.objects.filter(recipient_id=carol.pk).values_list("title", flat=True))
-        assert len(notices) == 2 and notices[0].startswith("【超期】")
+        assert len(notices) == 3 and notices[0].startswith("【超期】")  # overdue, due soon, the new task
+        assert notices[1].startswith("【即将到期】") and notices[2].startswith("【新待办】")
 
     def test_overdue_signal_and_case_overdue_once(self, alice, carol, three_days):
         heard = []
