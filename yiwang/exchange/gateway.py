@@ -592,7 +592,10 @@ def unknown_path(*, call: Call, path: str) -> tuple[int, bytes, int]:
     raise Refusal(
         404,
         "not_found",
-        _("网关没有该接口：%(path)s。可用的接口为 <资源代码>/records/<标识>/、<资源代码>/records/ 和 <资源代码>/changes/。")
+        _(
+            "网关没有该接口：%(path)s。"
+            "可用的接口为 <资源代码>/records/<标识>/、<资源代码>/records/ 和 <资源代码>/changes/。"
+        )
         % {"path": path[:100]},
     )
 
